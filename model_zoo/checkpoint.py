@@ -24,7 +24,7 @@ from torch import nn
 from model_zoo.preprocess import NEU_MEAN, NEU_STD
 from model_zoo.registry import create_model
 
-__all__ = ["CheckpointError", "ModelCard", "load_checkpoint", "save_checkpoint", "sha256_file"]
+__all__ = ["SHIPPED_CHECKPOINT", "CheckpointError", "ModelCard", "load_checkpoint", "read_card", "save_checkpoint", "sha256_file"]
 
 FORMAT_VERSION = 1
 
@@ -133,3 +133,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         msg = f"checkpoint weights {weights} do not match architecture {card.arch!r} of its card: {exc}"
         raise CheckpointError(msg) from exc
     return model.to(map_location).eval(), card
+
+
+SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "ilcs_neu"
+"""The checkpoint the service loads by default (``ilcs_neu.safetensors`` + ``ilcs_neu.json``)."""
