@@ -15,6 +15,14 @@ One LCS block (Fig. 2), for ``in_chs -> out_chs`` with ``mid = out_chs // 2``::
     Conv4 "1x2" (mid -> out, 2x1 kernel, stride 2 along H: halves H)  BN ReLU6  CA
 
 so 300 -> 150 -> 75 -> 37 over three blocks (200 -> 100 -> 50 -> 25).
+
+Speed option ``pool_at`` (default ``"mid"``, the figure above, which the shipped
+checkpoint uses): ``"early"`` moves the block's 1x2 max pool up to just after
+Conv1 + CA, so both depthwise convs and both spatial attentions run on half as many
+pixels. Same layers, same weights (a checkpoint loads into either), same output
+shapes; a different function, so it needs its own training. On a CPU the full
+resolution depthwise convs and spatial-attention maps of the first block are
+memory-bound and take a large share of a forward pass (``reports/speed.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from model_zoo.registry import register_model
 __all__ = ["ILCS", "LCSBlock", "ilcs"]
 
 DOWNSAMPLE = ("separable", "pool")
+POOL_AT = ("mid", "early")
 
 
 class ConvBnAct(nn.Sequential):
@@ -54,6 +63,9 @@ class LCSBlock(nn.Module):
             strided 2x1 Conv4, as EffNet does) or ``"pool"`` (Conv4 is 1x1 and a 2x2
             max pool ends the block).
         act_layer: Activation (paper: ReLU6).
+        pool_at: Where the ``separable`` block's 1x2 max pool sits: ``"mid"`` (paper Fig. 2,
+            between the depthwise convs; shipped) or ``"early"`` (after Conv1 + CA, a speed
+            option: both depthwise convs and spatial attentions at half width).
     """
 
     def __init__(
@@ -65,11 +77,17 @@ class LCSBlock(nn.Module):
         spatial_kernel: int = 3,
         downsample: str = "separable",
         act_layer: type[nn.Module] = nn.ReLU6,
+        pool_at: str = "mid",
     ) -> None:
         super().__init__()
         if downsample not in DOWNSAMPLE:
             msg = f"unknown downsample {downsample!r}; choose one of {', '.join(DOWNSAMPLE)}"
             raise ValueError(msg)
+        if pool_at not in POOL_AT or (pool_at == "early" and downsample != "separable"):
+            msg = (f"unknown pool_at {pool_at!r} for downsample {downsample!r}; choose one of "
+                   f"{', '.join(POOL_AT)} ('early' only with downsample='separable')")
+            raise ValueError(msg)
+        self.pool_early = pool_at == "early"
         mid = mid_chs or out_chs // 2
         separable = downsample == "separable"
         self.conv1 = ConvBnAct(in_chs, mid, 1, act_layer=act_layer)
@@ -86,7 +104,11 @@ class LCSBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.ca1(self.conv1(x))
-        x = self.pool(self.sa2(self.conv2(x)))
+        if self.pool_early:
+            x = self.pool(x)
+        x = self.sa2(self.conv2(x))
+        if not self.pool_early:
+            x = self.pool(x)
         x = self.sa3(self.conv3(x))
         return self.pool_end(self.ca4(self.conv4(x)))
 
@@ -103,7 +125,7 @@ class ILCS(AttentionClassifier):
         hidden: Hidden width of the classifier (``None``: the head's default).
         drop_rate: Dropout in the classifier.
         miam: Whether to refine the last map with MIAM (paper: yes).
-        reduction, spatial_kernel, downsample: passed to every block (and MIAM).
+        reduction, spatial_kernel, downsample, pool_at: passed to every block (and MIAM).
     """
 
     def __init__(
@@ -119,11 +141,15 @@ class ILCS(AttentionClassifier):
         reduction: int = 16,
         spatial_kernel: int = 3,
         downsample: str = "separable",
+        pool_at: str = "mid",
     ) -> None:
         super().__init__()
         blocks, chs = [], in_chans
         for out in channels:
-            blocks.append(LCSBlock(chs, out, reduction=reduction, spatial_kernel=spatial_kernel, downsample=downsample))
+            blocks.append(
+                LCSBlock(chs, out, reduction=reduction, spatial_kernel=spatial_kernel, downsample=downsample,
+                         pool_at=pool_at)
+            )
             chs = out
         self.lcs = nn.Sequential(*blocks)
         self.miam = MIAM(chs, reduction=reduction, spatial_kernel=spatial_kernel) if miam else None

@@ -1,0 +1,109 @@
+"""The Table 2 report is computed from run logs alone: paper beside ours, seeds, MIAM deltas, noise."""
+
+import json
+
+import pytest
+
+from benchmarks.table2 import PAPER_TABLE2, load_runs, render_report, run_plan, write_report
+
+RECIPE = {"epochs": 10, "batch_size": 16, "lr": 0.002, "weight_decay": 0.05, "warmup_epochs": 1.0,
+          "label_smoothing": 0.1, "input_size": 160, "channels_last": True,
+          "manifest": "/x/training/splits/neu_seed0.json", "model_kwargs": {}}
+
+
+def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0, **recipe):
+    """A run folder as ``ilcs train`` leaves it: log.json and the best.json card (test metrics once finished)."""
+    out = root / f"{model}_seed{seed}"
+    out.mkdir(parents=True)
+    done = epochs if done is None else done
+    log = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.5, "val_acc": 0.9, "lr": 1e-3,
+            "wall_seconds": wall * e / epochs} for e in range(1, done + 1)]
+    (out / "log.json").write_text(json.dumps(log))
+    metrics = {"val_top1": 0.9, "val_loss": 0.5, "best_epoch": done}
+    training = {"config": {**RECIPE, "epochs": epochs, "model": model, "seed": seed, **recipe}, "n_val": 108}
+    if done == epochs:
+        metrics |= {"test_top1": top1, "test_top5": top5, "test_n": 450, "epochs": epochs}
+        training["wall_seconds"] = wall
+    (out / "best.json").write_text(json.dumps({"arch": model, "metrics": metrics, "training": training}))
+    return out
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "table2"
+    for seed, top1 in enumerate((0.96, 0.97, 0.98)):
+        fake_run(root, "ilcs", seed, top1)
+    for seed, top1 in enumerate((0.94, 0.95, 0.96)):
+        fake_run(root, "mobilenet_v2", seed, top1)
+    fake_run(root, "mobilenet_v2+miam", 0, 0.95)  # +1.00 over mobilenet_v2 seed 0
+    fake_run(root, "effnet", 0, 0.90, top5=0.998)
+    fake_run(root, "effnet+miam", 0, 0.89)  # -1.00: MIAM can hurt, the report must say so with its sign
+    fake_run(root, "resnet50", 0, 0.5, done=3)  # still training
+    return root
+
+
+def report(root):
+    return render_report(load_runs(root), params_fn=lambda model: 1.234)
+
+
+def row(text, model):
+    return next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
+
+
+def test_runs_are_read_in_the_papers_order_and_unfinished_ones_are_flagged(runs):
+    loaded = load_runs(runs)
+    assert [r.model for r in loaded][:4] == ["resnet50", "effnet", "effnet+miam", "mobilenet_v2"]
+    resnet = loaded[0]
+    assert not resnet.finished and resnet.epochs_done == 3 and resnet.test_top1 is None
+    assert resnet.wall_seconds == pytest.approx(180.0)
+
+
+def test_each_row_puts_ours_beside_the_paper(runs):
+    text = report(runs)
+    for model, (p1, _) in PAPER_TABLE2.items():
+        assert f"| {model} | {p1:.2f} |" in text
+    assert "| effnet | 94.81 | 90.00 | 100.00 | 99.80 | 1.23 | 2.21 | 10.0 |" in text
+    assert "| resnet50+miam | 96.36 | not run |" in text
+    assert "| resnet50 | 95.09 | running |" in text
+    assert "(unfinished: 3/10 epochs)" in text
+
+
+def test_repeated_seeds_give_mean_std_and_range(runs):
+    text = report(runs)
+    # 96, 97, 98: mean 97.00, sample std 1.00
+    assert "97.00 ± 1.00 (n=3, 96.00–98.00)" in row(text, "ilcs")
+    assert "95.00 ± 1.00 (n=3, 94.00–96.00)" in row(text, "mobilenet_v2")
+    assert "ILCS minus MobileNetV2, mean over seeds: +2.00 points" in text
+
+
+def test_miam_delta_pairs_equal_seeds_beside_the_papers(runs):
+    text = report(runs)
+    assert "| mobilenet_v2 | +0.47 | +1.00 | 0 |" in text
+    assert "| effnet | +1.02 | -1.00 | 0 |" in text
+    assert "| resnet50 | +1.27 | – | – |" in text
+
+
+def test_noise_and_schedule_are_stated(runs):
+    text = report(runs)
+    assert "The test set holds 450 images: one image is 0.22 points" in text
+    assert "trained 10 epochs, not the shipped recipe's 50" in text
+    assert "10 epochs, AdamW lr 0.002 weight decay 0.05" in text
+    assert "deviate" not in text
+
+
+def test_a_run_off_the_shared_recipe_is_named(runs):
+    fake_run(runs, "effnet", 1, 0.9, lr=0.01)
+    assert "effnet seed 1:" in report(runs).split("Runs that deviate from the shared recipe")[1]
+
+
+def test_write_report_writes_the_file(runs, tmp_path):
+    out = tmp_path / "reports" / "table2.md"
+    text = write_report(runs, out, params_fn=lambda model: 1.0)
+    assert out.read_text() == text and text.startswith("# Table 2")
+
+
+def test_plan_runs_every_model_once_then_repeats_ilcs_and_mobilenet():
+    plan = run_plan((0, 1, 2))
+    assert len(plan) == 11 and plan[:7] == [(m, 0) for m, _ in plan[:7]]
+    assert {m for m, _ in plan[:7]} == set(PAPER_TABLE2)
+    assert sorted(plan[7:]) == [("ilcs", 1), ("ilcs", 2), ("mobilenet_v2", 1), ("mobilenet_v2", 2)]
