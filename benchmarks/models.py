@@ -53,9 +53,9 @@ DEFAULT_PATHS = ("eager", "jit")
 # ILCS variants for --variants: name -> (registry name, constructor arguments). The first is what ships.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "ilcs": ("ilcs", {}),
+    "ilcs pool_at=early": ("ilcs", {"pool_at": "early"}),
     "ilcs downsample=pool": ("ilcs", {"downsample": "pool"}),
     "ilcs miam=False": ("ilcs", {"miam": False}),
-    "effnet (ILCS without attention)": ("effnet", {}),
     "mobilenet_v2": ("mobilenet_v2", {}),
 }
 

@@ -74,6 +74,14 @@ def run_dir(runs_dir: Path, model: str, seed: int) -> Path:
     return runs_dir / f"{model}_seed{seed}"
 
 
+def parse_variant(text: str) -> tuple[str, str, dict]:
+    """``'ilcs:{"pool_at": "early"}'`` -> (label ``ilcs-pool_at=early``, registry name, constructor arguments)."""
+    model, _, kwargs_json = text.partition(":")
+    kwargs = json.loads(kwargs_json or "{}")
+    label = model + "".join(f"-{k}={v}" for k, v in sorted(kwargs.items()))
+    return label, model, kwargs
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -111,10 +119,11 @@ def run_all(args: argparse.Namespace) -> None:
     """Train the plan's runs one after the other; commit each run's logs and the report as it ends."""
     runs_dir = Path(args.runs_dir)
     ilcs = shutil.which("ilcs", path=str(Path(sys.executable).parent)) or "ilcs"
-    plan = run_plan(tuple(args.seeds), tuple(args.models))
-    print(f"table2: {len(plan)} runs, {args.epochs} epochs each: {plan}", flush=True)
-    for model, seed in plan:
-        out = run_dir(runs_dir, model, seed)
+    plan = [(m, s, m, {}) for m, s in run_plan(tuple(args.seeds), tuple(args.models))]
+    plan += [(label, args.seeds[0], model, kwargs) for label, model, kwargs in map(parse_variant, args.variant)]
+    print(f"table2: {len(plan)} runs, {args.epochs} epochs each: {[(p[0], p[1]) for p in plan]}", flush=True)
+    for label, seed, model, kwargs in plan:
+        out = run_dir(runs_dir, label, seed)
         if _finished(out, args.epochs):
             print(f"table2: {out.name} already finished, skipped", flush=True)
             continue
@@ -123,6 +132,8 @@ def run_all(args: argparse.Namespace) -> None:
             cmd += ["--threads", str(args.threads)]
         if args.manifest:
             cmd += ["--manifest", args.manifest]
+        if kwargs:
+            cmd += ["--model-kwargs", json.dumps(kwargs)]
         if (out / "last.pt").exists():
             cmd += ["--resume", str(out / "last.pt")]
         print(f"table2: {time.strftime('%H:%M:%S')} start {' '.join(cmd)}", flush=True)
@@ -140,7 +151,7 @@ def run_all(args: argparse.Namespace) -> None:
             top1 = 100 * card["metrics"]["test_top1"]
             commit_paths(
                 [out / f for f in KEPT_FILES] + [Path(args.out)],
-                f"table2: {model} seed {seed}, {args.epochs} epochs: test top-1 {top1:.2f}%",
+                f"table2: {label} seed {seed}, {args.epochs} epochs: test top-1 {top1:.2f}%",
             )
 
 
@@ -393,6 +404,13 @@ def render_report(
         a, b = top1["ilcs"], top1["mobilenet_v2"]
         diff = a.mean - b.mean
         lines.append(f"- ILCS minus MobileNetV2, mean over seeds: {diff:+.2f} points.")
+    for model in by_model:
+        if model in PAPER_TABLE2:
+            continue
+        base = model.split("-", 1)[0]
+        ref = top1.get(base)
+        ref_text = f"; {base} over its seeds: {ref.text()}" if ref else ""
+        lines.append(f"- Variant `{model}` (not a paper row; same recipe): test top-1 {top1[model].text()}{ref_text}.")
     if epochs:
         e = ", ".join(map(str, sorted(epochs)))
         lines.append(
@@ -456,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--models", nargs="+", default=list(SEED0_ORDER))
     r.add_argument("--threads", type=int, default=None)
+    r.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help='an extra run at the first seed, MODEL:JSON kwargs, e.g. \'ilcs:{"pool_at": "early"}\'',
+    )
     r.add_argument("--manifest", default=None, help="split manifest (default: the shipped recipe's)")
     r.add_argument("--runs-dir", default=str(RUNS_DIR))
     r.add_argument("--out", default=str(REPORT))

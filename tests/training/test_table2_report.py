@@ -96,6 +96,13 @@ def test_a_run_off_the_shared_recipe_is_named(runs):
     assert "effnet seed 1:" in report(runs).split("Runs that deviate from the shared recipe")[1]
 
 
+def test_a_variant_run_is_listed_beside_its_base_model(runs):
+    fake_run(runs, "ilcs-pool_at=early", 0, 0.955)
+    text = report(runs)
+    assert "Variant `ilcs-pool_at=early` (not a paper row; same recipe): test top-1 95.50; ilcs over its seeds" in text
+    assert "| ilcs-pool_at=early | 0 | 10 |" in text
+
+
 def test_write_report_writes_the_file(runs, tmp_path):
     out = tmp_path / "reports" / "table2.md"
     text = write_report(runs, out, params_fn=lambda model: 1.0)
