@@ -1,0 +1,142 @@
+"""docker-compose.yml (+ the GPU override): valid for Debian's docker-compose 1.29, and wired
+together: the settings are the service's, the ports, mounts and URLs meet, the GPU stays optional.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+GPU = ROOT / "docker-compose.gpu.yml"
+
+
+@pytest.fixture(scope="module")
+def docker_compose(tool, tmp_path_factory):
+    """``docker_compose(*args, files=...)`` runs Debian's docker-compose 1.29 with an empty .env file
+    and none of the variables the compose files read set, so the files' own defaults apply."""
+    binary = tool("docker-compose")
+    env_file = tmp_path_factory.mktemp("compose") / "empty.env"
+    env_file.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ILCS_", "GRAFANA_", "PROMETHEUS_", "COMPOSE_"))}
+
+    def run(*args: str, files: tuple[Path, ...] = (COMPOSE,)) -> subprocess.CompletedProcess[str]:
+        cmd = [binary, "--project-directory", str(ROOT), "--env-file", str(env_file)]
+        for f in files:
+            cmd += ["-f", str(f)]
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+    return run
+
+
+@pytest.mark.parametrize("files", [(COMPOSE,), (COMPOSE, GPU)], ids=["cpu", "gpu-override"])
+def test_docker_compose_config_is_valid(docker_compose, files):
+    result = docker_compose("config", "-q", files=files)
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_rejects_an_invalid_file(docker_compose, tmp_path):
+    """The check above can fail: docker-compose 1.29 refuses an unknown service key."""
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text(COMPOSE.read_text().replace("    restart: unless-stopped", "    restart_policy: unless-stopped", 1))
+    result = docker_compose("config", "-q", files=(bad,))
+    assert result.returncode != 0 and "restart_policy" in result.stderr
+
+
+def test_environment_is_what_docker_compose_resolves(docker_compose, inspector_env, dockerfile_env):
+    """The e2e test runs `ilcs serve` with ``inspector_env``: it is the container's, as docker-compose says."""
+    result = docker_compose("config")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]["inspector"]["environment"]
+    container = {**dockerfile_env, **{k: str(v) for k, v in resolved.items() if v is not None}}
+    assert container == inspector_env
+
+
+def _ilcs_names(compose_file: Path, dockerfile_env: dict[str, str]) -> set[str]:
+    env = yaml.safe_load(compose_file.read_text())["services"]["inspector"].get("environment", {})
+    return {k for k in [*env, *dockerfile_env] if k.startswith("ILCS_")}
+
+
+def test_every_ilcs_variable_is_a_service_setting(dockerfile_env):
+    """The service ignores unknown ILCS_ variables, so a misspelt one would silently do nothing."""
+    from service.settings import Settings
+
+    known = {f"ILCS_{name.upper()}" for name in Settings.model_fields}
+    for compose_file in (COMPOSE, GPU):
+        unknown = _ilcs_names(compose_file, dockerfile_env) - known
+        assert not unknown, f"{compose_file.name} sets {sorted(unknown)}, which service/settings.py does not read"
+
+
+def test_default_settings_are_valid(inspector_env, monkeypatch):
+    from service.settings import Settings
+
+    for name in list(os.environ):
+        if name.startswith("ILCS_"):
+            monkeypatch.delenv(name)
+    for name, value in inspector_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.device == "auto"
+    assert str(settings.checkpoint) == "/opt/ilcs/checkpoints/ilcs_neu"
+
+
+def test_gpu_is_reserved_only_in_the_override(compose):
+    assert "deploy" not in compose["services"]["inspector"], "a GPU reservation in the base file fails on CPU hosts"
+    gpu = yaml.safe_load(GPU.read_text())["services"]["inspector"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert gpu["environment"]["ILCS_DEVICE"] == "cuda"
+
+
+def _container_port(service: dict) -> int:
+    (mapping,) = service["ports"]
+    return int(mapping.rsplit(":", 1)[1])
+
+
+def test_services_are_wired_together(compose, prometheus_config, runtime_stage):
+    services = compose["services"]
+    assert set(services) == {"inspector", "prometheus", "grafana"}
+    expose = next(int(i.args) for i in runtime_stage if i.keyword == "EXPOSE")
+    assert _container_port(services["inspector"]) == expose
+    for name, service in services.items():
+        assert service.get("restart") == "unless-stopped", f"{name} has no restart policy"
+        image = service.get("image", "")
+        if "build" not in service:
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image version ({image})"
+
+    # Prometheus scrapes the inspector by its service name on its container port.
+    (job,) = prometheus_config["scrape_configs"]
+    (static,) = job["static_configs"]
+    assert static["targets"] == [f"inspector:{expose}"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+
+    # Prometheus reads the mounted config.
+    prom = services["prometheus"]
+    config_path = next(a.split("=", 1)[1] for a in prom["command"] if a.startswith("--config.file="))
+    assert f"./deploy/prometheus/prometheus.yml:{config_path}:ro" in prom["volumes"]
+
+    # Grafana: provisioning and dashboards mounted where its provisioning files say.
+    grafana = services["grafana"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/ilcs.yml").read_text())["providers"][0]
+    dashboards_dir = provider["options"]["path"]
+    assert mounts[dashboards_dir] == "./deploy/grafana/dashboards"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dashboards_dir + "/") and (ROOT / "deploy/grafana/dashboards" / Path(home).name).is_file()
+    (datasource,) = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert datasource["url"] == f"http://prometheus:{_container_port(prom)}"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer", "anonymous viewers must be read-only"
+
+
+def test_healthcheck_is_the_images(compose, runtime_stage):
+    probe = compose["services"]["inspector"]["healthcheck"]["test"]
+    image_probe = next(i.args for i in runtime_stage if i.keyword == "HEALTHCHECK")
+    assert probe[0] == "CMD" and all(part in image_probe for part in probe[1:])
