@@ -216,7 +216,9 @@ def worker(
     }
 
 
-def run_in_subprocess(name: str, kwargs: dict, path: str, args: argparse.Namespace) -> dict:
+def run_in_subprocess(
+    name: str, kwargs: dict, path: str, args: argparse.Namespace, batches: Sequence[int] | None = None
+) -> dict:
     """Run ``worker`` in a fresh interpreter (its own maxrss) and return its JSON result."""
     spec = json.dumps(
         {
@@ -224,7 +226,7 @@ def run_in_subprocess(name: str, kwargs: dict, path: str, args: argparse.Namespa
             "kwargs": kwargs,
             "path": path,
             "sizes": args.sizes,
-            "batches": args.batches,
+            "batches": list(batches or args.batches),
             "threads": args.threads,
             "warmup": args.warmup,
             "reps": args.reps,
@@ -322,7 +324,7 @@ def module_breakdown(model: nn.Module, x: torch.Tensor, iters: int = 10) -> list
     covered = sum(r[2] for r in rows)
     rows.append(
         (
-            "(everything else: residual adds, gates' products, transposes, head pooling)",
+            "(everything else: element-wise products and sums between modules, head pooling)",
             "other",
             1e3 * total / iters - covered,
         )
@@ -490,7 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds per point")
     p.add_argument("--out", default=str(REPORT), help="markdown report; the raw results go beside it as .json")
     p.add_argument("--note", action="append", default=[], help="a line for the report (e.g. what else was running)")
-    p.add_argument("--profile", metavar="MODEL", help="print where MODEL's time goes and exit")
+    p.add_argument("--profile", metavar="MODEL", nargs="+", help="print where each MODEL's time goes and exit")
+    p.add_argument(
+        "--compile-models",
+        nargs="*",
+        default=["ilcs", "mobilenet_v2"],
+        help="models also timed on the torch.compile path (it compiles once per shape: slow on two cores)",
+    )
+    p.add_argument("--compile-batches", type=int, nargs="*", default=[1, 16], help="batch sizes of the compile path")
+    p.add_argument(
+        "--no-profile", dest="profile_in_report", action="store_false", help="leave the profile out of the report"
+    )
     p.add_argument("--profile-size", type=int, default=200)
     p.add_argument("--profile-batch", type=int, default=16)
     p.add_argument("--variants", action="store_true", help="time ILCS's switchable variants against MobileNetV2")
@@ -498,12 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _profile_cli(args: argparse.Namespace) -> str:
+def profile_sections(names: Sequence[str], size: int, batch: int, threads: int) -> str:
+    """Markdown: where each model's forward pass goes, by module kind, by module and by operator."""
     from model_zoo.registry import create_model
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
+    args = argparse.Namespace(profile_size=size, profile_batch=batch, threads=threads)
     text = []
-    for name in [args.profile]:
+    for name in names:
         model = create_model(name).eval().to(memory_format=torch.channels_last)
         x = torch.randn(args.profile_batch, 3, args.profile_size, args.profile_size).contiguous(
             memory_format=torch.channels_last
@@ -547,15 +561,19 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
         print(json.dumps(worker(**spec)))
         return
     if ns.profile:
-        print(_profile_cli(ns))
+        print(profile_sections(ns.profile, ns.profile_size, ns.profile_batch, ns.threads))
         return
     machine = machine_info(ns.threads)
     jobs = [(name, kwargs) for name, kwargs in VARIANTS.values()] if ns.variants else [(m, {}) for m in ns.models]
     results = []
     for name, kwargs in jobs:
-        for path in ns.paths:
+        paths = list(ns.paths)
+        if name in ns.compile_models and "compile" not in paths:
+            paths.append("compile")
+        for path in paths:
             print(f"bench: {name} {kwargs or ''} {path}", file=sys.stderr, flush=True)
-            results.append(run_in_subprocess(name, kwargs, path, ns))
+            batches = ns.compile_batches if path == "compile" and ns.compile_batches else ns.batches
+            results.append(run_in_subprocess(name, kwargs, path, ns, batches=batches))
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
@@ -564,7 +582,15 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
     if ns.variants:
         text = render_variants(results, machine, command, ns.note)
     else:
-        text = render_report(results, machine, command, notes=ns.note)
+        names = [m for m in ("ilcs", "mobilenet_v2") if m in ns.models] if ns.profile_in_report else []
+        extra = []
+        if names:
+            extra = [
+                "## Where the time goes",
+                "",
+                profile_sections(names, ns.profile_size, ns.profile_batch, ns.threads),
+            ]
+        text = render_report(results, machine, command, notes=ns.note, extra_sections=extra)
     out.write_text(text)
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
