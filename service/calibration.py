@@ -1,0 +1,57 @@
+"""Calibration: measure throughput per batch size on this device, then pick batch size and delay.
+
+On a CPU a bigger batch is not always faster per image (the attention maps of a
+big batch fall out of cache), so the batch size is measured, not assumed. The
+pick is the smallest batch size within ``tolerance`` of the best throughput
+(smaller batches answer sooner at equal throughput); the delay is the time one
+batch of that size takes, so a lone request waits at most about one model call
+for companions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from service.inference import Engine
+from service.schemas import CalibrationRow
+
+__all__ = ["DEFAULT_SIZES", "choose", "format_table", "measure"]
+
+DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64)
+log = logging.getLogger("service")
+
+
+def measure(
+    engine: Engine, sizes: tuple[int, ...] = DEFAULT_SIZES, min_seconds: float = 1.0, min_calls: int = 3
+) -> list[CalibrationRow]:
+    """Images per second of ``engine.predict`` at each batch size (after one untimed call each)."""
+    rows = []
+    for size in sizes:
+        batch = engine.example_input(size)
+        engine.predict(batch)  # warm-up: allocator, kernel selection
+        calls, start = 0, time.perf_counter()
+        while calls < min_calls or time.perf_counter() - start < min_seconds:
+            engine.predict(batch)
+            calls += 1
+        elapsed = time.perf_counter() - start
+        rows.append(
+            CalibrationRow(batch_size=size, images_per_s=size * calls / elapsed, ms_per_batch=1e3 * elapsed / calls)
+        )
+    return rows
+
+
+def choose(rows: list[CalibrationRow], tolerance: float = 0.95) -> tuple[int, float]:
+    """The batch size and the delay (ms) to serve with, from a measured table."""
+    best = max(r.images_per_s for r in rows)
+    pick = min((r for r in rows if r.images_per_s >= tolerance * best), key=lambda r: r.batch_size)
+    return pick.batch_size, round(min(max(pick.ms_per_batch, 1.0), 100.0), 1)
+
+
+def format_table(rows: list[CalibrationRow], chosen: int | None = None) -> str:
+    """A Markdown table of the measurement, the chosen batch size marked."""
+    lines = ["| batch size | images/s | ms per batch |", "| ---: | ---: | ---: |"]
+    for r in rows:
+        mark = " (chosen)" if r.batch_size == chosen else ""
+        lines.append(f"| {r.batch_size}{mark} | {r.images_per_s:.1f} | {r.ms_per_batch:.1f} |")
+    return "\n".join(lines)

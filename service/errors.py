@@ -1,0 +1,157 @@
+"""Errors as ``application/problem+json`` (RFC 9457), each with a message a line engineer can act on.
+
+Every failure the service knows of is a ``ServiceError`` with its HTTP status;
+the model zoo's image errors map to 400 and 413. Handlers are installed for
+those, for request validation (422), for Starlette's HTTP errors (404, 405)
+and, as a last resort, for anything unexpected (500, logged with its traceback;
+a bad request never gets there because every input check raises a ``ServiceError``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model_zoo.preprocess import ImageDecodeError, ImageTooLargeError
+from service.schemas import Problem
+
+__all__ = [
+    "PROBLEM_JSON",
+    "BadImage",
+    "DeadlineExceeded",
+    "InferenceFailed",
+    "NotReady",
+    "PayloadTooLarge",
+    "QueueFull",
+    "ServiceError",
+    "Unauthorized",
+    "UnprocessableRequest",
+    "UnsupportedMediaType",
+    "install_error_handlers",
+    "problem_for",
+    "problem_response",
+]
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("service")
+
+
+class ServiceError(Exception):
+    """An error with its HTTP status, short title and extra response headers."""
+
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class BadImage(ServiceError):
+    status, title = 400, "Bad Image"
+
+
+class Unauthorized(ServiceError):
+    status, title = 401, "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="ilcs"'})
+
+
+class PayloadTooLarge(ServiceError):
+    status, title = 413, "Payload Too Large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, title = 415, "Unsupported Media Type"
+
+
+class UnprocessableRequest(ServiceError):
+    status, title = 422, "Unprocessable Request"
+
+
+class InferenceFailed(ServiceError):
+    status, title = 500, "Inference Failed"
+
+
+class QueueFull(ServiceError):
+    status, title = 503, "Service Busy"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, {"Retry-After": str(retry_after_s)})
+
+
+class NotReady(ServiceError):
+    status, title = 503, "Not Ready"
+
+    def __init__(self, detail: str, retry_after_s: int = 5) -> None:
+        super().__init__(detail, {"Retry-After": str(retry_after_s)})
+
+
+class DeadlineExceeded(ServiceError):
+    status, title = 504, "Deadline Exceeded"
+
+
+def problem_for(exc: Exception, request_id: str | None = None, instance: str | None = None) -> Problem:
+    """The ``Problem`` describing ``exc`` (used for whole responses and for batch entries)."""
+    if isinstance(exc, ImageTooLargeError):
+        exc = PayloadTooLarge(f"{exc}; send a smaller image or raise ILCS_MAX_PIXELS")
+    elif isinstance(exc, ImageDecodeError):
+        exc = BadImage(str(exc))
+    if not isinstance(exc, ServiceError):
+        exc = InferenceFailed(f"unexpected error ({type(exc).__name__}); the service log has the details")
+    return Problem(title=exc.title, status=exc.status, detail=exc.detail, instance=instance, request_id=request_id)
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(exclude_none=True), status_code=problem.status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    headers = exc.headers if isinstance(exc, ServiceError) else None
+    if not isinstance(exc, ServiceError | ImageDecodeError | ImageTooLargeError):
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(problem_for(exc, _request_id(request), request.url.path), headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    detail = "invalid request parameters: " + "; ".join(parts) + " (see /docs for the API)"
+    return problem_response(problem_for(UnprocessableRequest(detail), _request_id(request), request.url.path))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    problem = Problem(
+        title=str(exc.detail) if exc.status_code != 405 else "Method Not Allowed",
+        status=exc.status_code,
+        detail=f"{request.method} {request.url.path}: {exc.detail}; see /docs for the routes and methods",
+        instance=request.url.path,
+        request_id=_request_id(request),
+    )
+    return problem_response(problem, dict(exc.headers or {}))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error to a problem+json response."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ImageDecodeError, _service_error)
+    app.add_exception_handler(ImageTooLargeError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _service_error)

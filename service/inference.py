@@ -1,0 +1,127 @@
+"""The steps from bytes to answer: decode -> stack -> predict -> unbatch -> encode.
+
+``decode_*`` turn a request's bytes into an H x W uint8 gray image (the model
+zoo's ``decode_gray``, or a raw frame); ``Engine.prepare`` applies the one
+preprocessing (``Preprocess.from_card``); ``Engine.predict`` stacks prepared
+images, runs ``forward_with_attention`` once and unbatches the softmax scores
+and attention maps; ``top_k`` and ``service.heatmap`` encode one result.
+Decode, prepare and encode run in worker threads per request; ``predict`` runs
+in the batcher's model thread; none of them touches the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_zoo.checkpoint import ModelCard, load_checkpoint
+from model_zoo.device import inference_dtype, resolve_device
+from model_zoo.preprocess import ImageDecodeError, ImageTooLargeError, Preprocess, decode_gray
+from service.errors import BadImage
+
+__all__ = ["Engine", "Prediction", "decode_frame", "decode_image", "top_k"]
+
+log = logging.getLogger("service")
+_BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """A JPEG, PNG, BMP or TIFF file (any mode) -> H x W uint8 gray, converted the training data's way."""
+    if not data:
+        msg = "the request has no image: send the image file as the body or as the multipart field 'file'"
+        raise BadImage(msg)
+    try:
+        return decode_gray(data, max_pixels)
+    except ImageDecodeError as exc:  # PIL names its in-memory file: "<_io.BytesIO object at 0x...>"
+        raise BadImage(_BYTESIO.sub("the upload", str(exc))) from exc
+
+
+def decode_frame(data: bytes, width: int, height: int, max_pixels: int) -> np.ndarray:
+    """A raw 8-bit gray frame, row-major, exactly ``width * height`` bytes -> H x W uint8."""
+    if width * height > max_pixels:
+        msg = f"frame is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
+        raise ImageTooLargeError(msg)
+    if len(data) != width * height:
+        msg = (
+            f"raw frame has {len(data)} bytes but width x height = {width} x {height} = {width * height}; "
+            "send exactly one byte per pixel (8-bit gray, row by row) or fix the width and height parameters"
+        )
+        raise BadImage(msg)
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width).copy()
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One image's share of a batched forward pass."""
+
+    scores: np.ndarray  # C softmax probabilities, float32
+    attention: np.ndarray  # h x w attention map in [0, 1], float32
+
+
+def top_k(scores: np.ndarray, labels: list[str], k: int = 5) -> list[tuple[int, str, float]]:
+    """The ``k`` best ``(index, label, score)``, best first (ties: lower index first)."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(int(i), labels[i], float(scores[i])) for i in order]
+
+
+class Engine:
+    """The loaded model with its card, preprocessing, device and dtype."""
+
+    def __init__(self, model: nn.Module, card: ModelCard, device: torch.device) -> None:
+        self.device = device
+        self.dtype = inference_dtype(device)
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.card = card
+        self.preprocess = Preprocess.from_card(card)
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "auto", threads: int | None = None) -> Engine:
+        """Load and verify a checkpoint onto ``device`` ("auto": CUDA in fp16 when present, else CPU)."""
+        if threads:
+            torch.set_num_threads(threads)
+        dev = resolve_device(device)
+        model, card = load_checkpoint(checkpoint, map_location=dev)
+        engine = cls(model, card, dev)
+        log.info(
+            "loaded %s v%s (%s, sha256 %s) on %s/%s, %d torch threads",
+            card.name, card.version, card.arch, card.weights_sha256[:12], dev, engine.dtype, torch.get_num_threads(),
+        )  # fmt: skip
+        return engine
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """One H x W uint8 gray image -> the model's 1 x C x S x S input (the one preprocessing)."""
+        return self.preprocess(image)
+
+    def predict(self, inputs: list[torch.Tensor]) -> list[Prediction]:
+        """Stack prepared images, run the model once, and split its outputs per image."""
+        with torch.inference_mode():
+            x = torch.cat(inputs).to(self.device, self.dtype, non_blocking=True)
+            out = self.model.forward_with_attention(x)
+            scores = torch.softmax(out.logits.float(), dim=1).cpu().numpy()
+            maps = out.attention.float()[:, 0].cpu().numpy()
+        return [Prediction(s, a) for s, a in zip(scores, maps, strict=True)]
+
+    def example_input(self, batch_size: int) -> list[torch.Tensor]:
+        """``batch_size`` prepared mid-gray images (warm-up and calibration input)."""
+        gray = np.full((self.card.input_size, self.card.input_size), 128, dtype=np.uint8)
+        return [self.prepare(gray)] * batch_size
+
+    def warmup(self, max_batch_size: int) -> float:
+        """Run every batch size from 1 to ``max_batch_size`` once; return the seconds it took."""
+        start = time.perf_counter()
+        for size in range(1, max_batch_size + 1):
+            self.predict(self.example_input(size))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start

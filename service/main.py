@@ -1,0 +1,81 @@
+"""The FastAPI app: ``create_app(settings)`` and its lifespan.
+
+The lifespan loads and verifies the checkpoint, starts the batcher and, in the
+background, calibrates (if asked) and warms up; ``/readyz`` turns 200 once that
+is done. On shutdown the warm-up is cancelled, the batcher stopped and every
+request still queued answered 503. A checkpoint that cannot be loaded stops the
+start-up with the checkpoint's own error message: a service without its model
+must not look alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import install_error_handlers
+from service.inference import Engine
+from service.metrics import Metrics
+from service.middleware import ServiceMiddleware
+from service.routes import classify, health, metrics, model
+from service.runtime import Runtime
+from service.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """\
+Classifies hot-rolled steel-strip surface images into the six NEU defect classes with ILCS
+(Pei et al., 2022) and returns the class, the top-5 scores and the model's attention heatmap.
+Images are batched dynamically across requests. Errors are `application/problem+json`.
+When API keys are set, `/classify*` and `/model` need `Authorization: Bearer <key>` or `X-API-Key`.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = await run_in_threadpool(Engine.load, settings.checkpoint, settings.device, settings.threads)
+    runtime = Runtime(engine, settings, app.state.metrics)
+    runtime.batcher.start()
+    app.state.runtime = runtime
+    preparing = asyncio.create_task(runtime.prepare(), name="ilcs-warmup")
+    try:
+        yield
+    finally:
+        preparing.cancel()
+        await asyncio.gather(preparing, return_exceptions=True)
+        await runtime.batcher.stop()
+        app.state.runtime = None
+        log.info("stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service app; ``settings`` default to ``get_settings()`` (the environment)."""
+    settings = settings or get_settings()
+    app = FastAPI(title="ILCS steel-surface inspection", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.api_keys = tuple(k.encode() for k in settings.all_api_keys())
+    app.state.runtime = None
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.add_middleware(ServiceMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (classify.router, model.router, health.router, metrics.router):
+        app.include_router(router)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ilcs-inspector")
+    except PackageNotFoundError:
+        return "0"

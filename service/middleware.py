@@ -1,0 +1,87 @@
+"""One pure-ASGI middleware for what every request shares: its id, its body limit, its metrics.
+
+(Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request and
+``receive`` stays the server's, so the disconnect watch in ``pipeline`` works.)
+
+* request id: ``X-Request-ID`` echoed when it is a sane token, else a new one;
+  kept in ``request.state.request_id`` and returned as a response header.
+* body limit: a ``Content-Length`` over ``max_body_bytes``, or a body that grows
+  past it while streaming (chunked uploads), raises ``PayloadTooLarge`` from the
+  route's own body read, so the 413 goes through the normal error handlers.
+* metrics: ``ilcs_requests_total{route,status}`` and ``ilcs_request_duration_seconds{route}``,
+  ``route`` being the matched route template ("unmatched" for unknown paths).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLarge
+from service.metrics import Metrics
+
+__all__ = ["ServiceMiddleware"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class ServiceMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"], state["start"] = request_id, start
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, self._limited(receive, headers.get(b"content-length")), send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(route=path, status=str(status)).inc()
+            self.metrics.request_duration.labels(route=path).observe(time.perf_counter() - start)
+
+    def _limited(self, receive: Receive, content_length: bytes | None) -> Receive:
+        limit = self.max_body_bytes
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+                raise PayloadTooLarge(_too_large(f"Content-Length is {int(content_length)} bytes", limit))
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(_too_large(f"the body grew past {received} bytes", limit))
+            return message
+
+        return receive_limited
+
+
+def _too_large(what: str, limit: int) -> str:
+    return (
+        f"{what}, more than the limit of {limit} bytes; send one smaller image per request "
+        "(or raise ILCS_MAX_BODY_BYTES)"
+    )

@@ -1,0 +1,87 @@
+"""What a running app holds: the engine, the batcher, the metrics, and whether it is ready.
+
+Created by the lifespan in ``main.py`` and kept on ``app.state.runtime``. Ready
+means: model loaded, calibrated if asked, every batch size run once (warm-up).
+Until then ``/readyz`` and ``/classify*`` answer 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from service import calibration
+from service.batcher import MicroBatcher
+from service.errors import NotReady
+from service.inference import Engine, Prediction
+from service.metrics import Metrics
+from service.schemas import CalibrationRow, ModelInfo, ModelRef, ServingInfo
+from service.settings import Settings
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("service")
+
+
+class Runtime:
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.batcher: MicroBatcher[Prediction] = MicroBatcher(
+            engine.predict,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_delay_ms / 1e3,
+            queue_size=settings.queue_size,
+            metrics=metrics,
+        )
+        self.calibration: list[CalibrationRow] | None = None
+        self.ready = False
+        self.not_ready_reason = "the model is warming up"
+        card = engine.card
+        self.model_ref = ModelRef(name=card.name, version=card.version, sha256=card.weights_sha256)
+        metrics.set_model(card.name, card.version, card.weights_sha256, str(engine.device))
+
+    async def prepare(self) -> None:
+        """Calibrate (if asked) and warm up in the model thread, then turn ready."""
+        try:
+            if self.settings.calibrate:
+                await self._calibrate()
+            if self.settings.warmup:
+                seconds = await self.batcher.run_in_model_thread(self.engine.warmup, self.batcher.max_batch_size)
+                log.info("warm-up: batch sizes 1..%d in %.2f s", self.batcher.max_batch_size, seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # stay alive but unready: /readyz says why, the orchestrator restarts us
+            log.exception("start-up preparation failed; the service stays unready")
+            self.not_ready_reason = f"start-up failed: {exc}"
+            return
+        self.ready = True
+        log.info("ready: batch size %d, delay %.1f ms", self.batcher.max_batch_size, self.batcher.max_delay_s * 1e3)
+
+    async def _calibrate(self) -> None:
+        sizes = tuple(s for s in calibration.DEFAULT_SIZES if s <= self.settings.max_batch_size)
+        seconds = self.settings.calibration_seconds
+        rows = await self.batcher.run_in_model_thread(calibration.measure, self.engine, sizes, seconds)
+        size, delay_ms = calibration.choose(rows)
+        self.calibration = rows
+        self.batcher.max_batch_size, self.batcher.max_delay_s = size, delay_ms / 1e3
+        log.info("calibration on %s:\n%s", self.engine.device, calibration.format_table(rows, size))
+        log.info("calibration chose batch size %d, delay %.1f ms", size, delay_ms)
+
+    def ensure_ready(self) -> None:
+        if not self.ready:
+            raise NotReady(f"{self.not_ready_reason}; retry after the Retry-After seconds")
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(
+            **self.engine.card.model_dump(),
+            serving=ServingInfo(
+                device=str(self.engine.device),
+                dtype=str(self.engine.dtype).removeprefix("torch."),
+                max_batch_size=self.batcher.max_batch_size,
+                max_delay_ms=self.batcher.max_delay_s * 1e3,
+                queue_size=self.batcher.queue_size,
+                calibration=self.calibration,
+            ),
+        )

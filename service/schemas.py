@@ -1,0 +1,118 @@
+"""Request and response models, named by role; FastAPI turns them into the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from model_zoo.checkpoint import ModelCard
+
+__all__ = [
+    "BatchItem",
+    "BatchResult",
+    "CalibrationRow",
+    "ClassifyResult",
+    "Health",
+    "Heatmap",
+    "ModelInfo",
+    "ModelRef",
+    "Problem",
+    "ServingInfo",
+    "Timing",
+    "TopK",
+]
+
+
+class TopK(BaseModel):
+    label: str
+    score: float = Field(description="softmax probability")
+
+
+class Heatmap(BaseModel):
+    """The model's attention map (MIAM's spatial map) at the input image's size."""
+
+    encoding: Literal["png"] = "png"
+    kind: Literal["gray", "overlay"] = Field(
+        description="gray: 8-bit map, min-max normalised per image; overlay: coloured map blended over the image"
+    )
+    width: int
+    height: int
+    data: str = Field(description="base64 of the PNG file")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    sha256: str = Field(description="sha256 of the weights file")
+
+
+class Timing(BaseModel):
+    queue_ms: float = Field(description="wait in the queue for a batch")
+    inference_ms: float = Field(description="the batched model call this image was part of")
+    total_ms: float = Field(description="from the request's arrival to this result")
+
+
+class ClassifyResult(BaseModel):
+    request_id: str
+    label: str
+    index: int = Field(description="index of the label in the model card's labels")
+    confidence: float = Field(description="softmax probability of the label")
+    low_confidence: bool = Field(description="confidence is below the service's low-confidence threshold")
+    top5: list[TopK] = Field(description="the five best labels, best first (fewer if the model has fewer classes)")
+    heatmap: Heatmap | None = Field(description="absent with ?heatmap=none")
+    width: int = Field(description="width of the input image in pixels")
+    height: int = Field(description="height of the input image in pixels")
+    model: ModelRef
+    timing_ms: Timing
+
+
+class Problem(BaseModel):
+    """An error, as application/problem+json (RFC 9457)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = Field(description="what was wrong and what to do about it")
+    instance: str | None = None
+    request_id: str | None = None
+
+
+class BatchItem(BaseModel):
+    """One image of a batch request: a result, or the error that image alone caused."""
+
+    index: int
+    filename: str | None = None
+    result: ClassifyResult | None = None
+    error: Problem | None = None
+
+
+class BatchResult(BaseModel):
+    request_id: str
+    results: list[BatchItem] = Field(description="one entry per image, in the order they were sent")
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+class CalibrationRow(BaseModel):
+    batch_size: int
+    images_per_s: float
+    ms_per_batch: float
+
+
+class ServingInfo(BaseModel):
+    device: str
+    dtype: str
+    max_batch_size: int
+    max_delay_ms: float
+    queue_size: int
+    calibration: list[CalibrationRow] | None = Field(None, description="throughput per batch size, if calibrated")
+
+
+class ModelInfo(ModelCard):
+    """The model card of the served checkpoint, and how it is being served."""
+
+    serving: ServingInfo

@@ -1,0 +1,91 @@
+"""Service settings: ``ILCS_*`` environment variables, read once by ``get_settings()``.
+
+Every knob of the service lives here and nowhere else reads ``os.environ``;
+routes receive the settings through ``deps.SettingsDep``, so a test builds an
+app with its own ``Settings(...)`` (``create_app(settings)``) or overrides
+``get_settings`` in ``app.dependency_overrides``.
+
+``ILCS_API_KEYS`` takes a comma-separated list (``ILCS_API_KEYS=key1,key2``) or
+a JSON list; ``ILCS_API_KEYS_FILE`` names a file with one key per line
+(``#`` comments and blank lines ignored), e.g. a mounted Docker/Kubernetes secret.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from model_zoo.checkpoint import SHIPPED_CHECKPOINT
+
+__all__ = ["HeatmapMode", "Settings", "get_settings"]
+
+HeatmapMode = Literal["gray", "overlay", "none"]
+
+
+class Settings(BaseSettings):
+    """Configuration of one service process (environment variables ``ILCS_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ILCS_", extra="ignore")
+
+    checkpoint: Path = Field(SHIPPED_CHECKPOINT, description="checkpoint stem, .json or .safetensors path")
+    device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads on the CPU (default: torch's)")
+
+    max_batch_size: int = Field(16, ge=1, le=256, description="largest batch the model runs")
+    max_delay_ms: float = Field(
+        5.0, ge=0, le=1000, description="longest wait for a batch to fill after its first image"
+    )
+    queue_size: int = Field(256, ge=1, description="images waiting for the model before requests get 503")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="deadline of a request, from arrival to answer (504 after)"
+    )
+    calibrate: bool = Field(False, description="measure throughput per batch size at start-up and pick size and delay")
+    calibration_seconds: float = Field(1.0, gt=0, description="time spent measuring each batch size when calibrating")
+    warmup: bool = Field(True, description="run every batch size once before turning ready")
+
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
+    max_pixels: int = Field(40_000_000, ge=1, description="largest image, in pixels (413 above; bomb guard)")
+    max_batch_images: int = Field(64, ge=1, description="most images in one /classify/batch request")
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="keys for /classify and /model")
+    api_keys_file: Path | None = Field(None, description="file with one API key per line")
+
+    heatmap: HeatmapMode = Field("gray", description="heatmap when the request does not say: gray, overlay or none")
+    low_confidence_threshold: float = Field(0.5, ge=0, le=1, description="confidence below this is counted as low")
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [k.strip() for k in text.split(",") if k.strip()]
+        return value
+
+    def all_api_keys(self) -> list[str]:
+        """The keys of ``api_keys`` and of ``api_keys_file``; empty means authentication is off."""
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text().splitlines()
+            except OSError as exc:
+                msg = f"ILCS_API_KEYS_FILE {self.api_keys_file} cannot be read ({exc}); fix the path or unset it"
+                raise ValueError(msg) from exc
+            keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        return keys
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, built from the environment once."""
+    return Settings()

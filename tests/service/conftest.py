@@ -1,0 +1,262 @@
+"""Fixtures of the service tests: a tiny checkpoint, apps running their lifespan, images in every form.
+
+``live(app)`` runs the app's lifespan on an event loop in a background thread and
+talks to it with ``httpx.AsyncClient(transport=httpx.ASGITransport(app))``; tests
+call it synchronously (``live.post(...)``) or start requests concurrently
+(``live.start(...)`` returns a ``concurrent.futures.Future``). ``Gate`` replaces the
+batcher's model call with one that records every batch and blocks until opened,
+so batching, queue-full and deadline behaviour is tested by construction, never
+by timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model_zoo.checkpoint import ModelCard, save_checkpoint
+from model_zoo.registry import create_model
+from service.main import create_app
+from service.runtime import Runtime
+from service.settings import Settings
+
+LABELS = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+HANG_GUARD_S = 60  # only against a hung test; no assertion depends on time
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A real ILCS checkpoint, tiny (64 px input, thin channels) so the suite stays fast on 2 cores."""
+    hp = {"input_size": 64, "channels": [8, 16, 32]}
+    torch.manual_seed(0)
+    model = create_model("ilcs", **hp)
+    with torch.no_grad():  # untrained, the features are ~1e-7 and the attention map a flat 0.5: give it contrast
+        for conv in (m for m in model.lcs.modules() if isinstance(m, torch.nn.Conv2d)):
+            conv.weight.mul_(2.0)
+    stem = tmp_path_factory.mktemp("ck") / "tiny"
+    save_checkpoint(model, stem, ModelCard(arch="ilcs", labels=LABELS, input_size=64, hyperparameters=hp))
+    return stem
+
+
+@pytest.fixture(scope="session")
+def labels() -> list[str]:
+    return LABELS
+
+
+class IsolatedSettings(Settings):
+    """Settings from keyword arguments only: an ILCS_* variable in the shell cannot change a test."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *sources):
+        return (init_settings,)
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_checkpoint) -> Callable[..., Settings]:
+    """``settings(**overrides)``: test settings on the tiny checkpoint, independent of ILCS_* variables."""
+
+    def make(**overrides) -> Settings:
+        base = {
+            "checkpoint": tiny_checkpoint,
+            "device": "cpu",
+            "max_batch_size": 8,
+            "max_delay_ms": 2.0,
+        }
+        return IsolatedSettings(**{**base, **overrides})
+
+    return make
+
+
+class Live:
+    """An app with its lifespan running on a background event loop; synchronous calls for tests."""
+
+    def __init__(self, app, wait_ready: bool = True) -> None:
+        self.app = app
+        self.wait_ready = wait_ready
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._stack = AsyncExitStack()
+
+    def __enter__(self) -> Live:
+        self._thread.start()
+        self.call(self._open())
+        if self.wait_ready:
+            wait_until(lambda: self.get("/readyz").status_code == 200, "the app to turn ready")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.call(self._stack.aclose())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(HANG_GUARD_S)
+            self.loop.close()
+
+    async def _open(self) -> None:
+        await self._stack.enter_async_context(self.app.router.lifespan_context(self.app))
+        transport = httpx.ASGITransport(app=self.app)
+        self.client = await self._stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://ilcs")
+        )
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app.state.runtime
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(HANG_GUARD_S)
+
+    def start(self, method: str, url: str, **kwargs) -> Future:
+        """Send a request without waiting for its answer."""
+        return asyncio.run_coroutine_threadsafe(self.client.request(method, url, **kwargs), self.loop)
+
+    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        return self.start(method, url, **kwargs).result(HANG_GUARD_S)
+
+    def get(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def classify(self, data: bytes, media: str = "image/png", url: str = "/classify", **kwargs) -> httpx.Response:
+        headers = {"content-type": media, **kwargs.pop("headers", {})}
+        return self.post(url, content=data, headers=headers, **kwargs)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The current value of one sample of /metrics (0 when absent)."""
+        value = self.app.state.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture(scope="session")
+def live(settings) -> Callable[..., Live]:
+    """``with live(**settings_overrides) as svc:`` a running app on the tiny checkpoint."""
+
+    def make(wait_ready: bool = True, **overrides) -> Live:
+        return Live(create_app(settings(**overrides)), wait_ready=wait_ready)
+
+    return make
+
+
+class Gate:
+    """Stands in for the batcher's model call: records each batch, blocks until ``open()``."""
+
+    def __init__(self, predict: Callable) -> None:
+        self.predict = predict
+        self.batches: list[int] = []
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self, inputs: list) -> list:
+        self.batches.append(len(inputs))
+        self.entered.set()
+        self._open.wait(HANG_GUARD_S)
+        return self.predict(inputs)
+
+    def open(self) -> None:
+        self._open.set()
+
+
+@pytest.fixture
+def gate() -> Callable[[Live], Gate]:
+    """``gate(svc)`` closes a gate in front of ``svc``'s model; it is opened again at teardown."""
+    gates: list[Gate] = []
+
+    def install(svc: Live) -> Gate:
+        g = Gate(svc.runtime.batcher.predict)
+        svc.runtime.batcher.predict = g
+        gates.append(g)
+        return g
+
+    yield install
+    for g in gates:
+        g.open()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds (a hang guard, not a timed assertion)."""
+    end = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="session")
+def until() -> Callable[[Callable[[], bool], str], None]:
+    return wait_until
+
+
+# ---- images in every form -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gray() -> np.ndarray:
+    """A 48 x 80 (H x W) gray test image with structure (not square, so sizes are checked both ways)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:80]
+    return np.clip(120 + 60 * np.sin(x / 7.0) * np.cos(y / 5.0) + rng.normal(0, 10, (48, 80)), 0, 255).astype(np.uint8)
+
+
+def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **kwargs) -> bytes:
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def png(gray) -> bytes:
+    return encode(gray)
+
+
+@pytest.fixture(scope="session")
+def forms(gray) -> dict[str, tuple[bytes, str]]:
+    """The same gray picture in every lossless form a client may send: name -> (bytes, Content-Type)."""
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 200)])
+    palette = Image.frombytes("P", (gray.shape[1], gray.shape[0]), gray.tobytes())
+    palette.putpalette([v for i in range(256) for v in (i, i, i)])  # a gray palette: lossless
+    return {
+        "png": (encode(gray), "image/png"),
+        "bmp": (encode(gray, "BMP"), "image/bmp"),
+        "tiff": (encode(gray, "TIFF"), "image/tiff"),
+        "png16": (encode(Image.fromarray(gray.astype(np.uint16) * 257)), "image/png"),
+        "rgb": (encode(np.dstack([gray] * 3)), "image/png"),
+        "rgba": (encode(Image.fromarray(rgba, "RGBA")), "image/png"),
+        "palette": (encode(palette), "image/png"),
+        "raw_frame": (gray.tobytes(), "application/octet-stream"),
+    }
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A small PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb's header)."""
+    body = encode(np.zeros((4, 4), np.uint8))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return body[:8] + chunk + body[8 + len(chunk) :]
+
+
+@pytest.fixture(scope="session")
+def bomb() -> Callable[[int, int], bytes]:
+    return png_claiming_size
+
+
+@pytest.fixture(scope="session")
+def images() -> Callable[..., bytes]:
+    return encode
