@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import re
@@ -108,8 +109,8 @@ def running(name: str, argv: list[str], env: dict[str, str], log: Path, ready_ur
         print(f"--- {name} log (end) ---\n{proc.tail()}")  # pytest shows it only for a failed test
 
 
-@pytest.fixture
-def inspector(free_port, dockerfile_cmd, inspector_env, tiny_checkpoint, tmp_path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def inspector(free_port, dockerfile_cmd, inspector_env, tiny_checkpoint, tmp_path_factory) -> Iterator[str]:
     """The service as the container runs it; yields its base URL once /readyz says ready."""
     argv = list(dockerfile_cmd)
     # The console script of this environment, as /opt/venv/bin/ilcs is in the image.
@@ -125,14 +126,20 @@ def inspector(free_port, dockerfile_cmd, inspector_env, tiny_checkpoint, tmp_pat
     env["ILCS_CHECKPOINT"] = str(tiny_checkpoint)
     env["ILCS_THREADS"] = "1"  # a light neighbour on a shared CI machine
     url = f"http://127.0.0.1:{port}"
-    with running("ilcs serve", argv, env, tmp_path / "inspector" / "inspector.log", f"{url}/readyz"):
+    log = tmp_path_factory.mktemp("inspector") / "inspector.log"
+    with running("ilcs serve", argv, env, log, f"{url}/readyz"):
         yield url
 
 
 @pytest.fixture
-def prometheus(tool, free_port, prometheus_config, inspector, tmp_path) -> Iterator[str]:
+def prometheus_binary(tool) -> str:
+    return tool("prometheus")
+
+
+@pytest.fixture
+def prometheus(prometheus_binary, free_port, prometheus_config, inspector, tmp_path) -> Iterator[str]:
     """A real Prometheus scraping the inspector with deploy/prometheus/prometheus.yml; yields its URL."""
-    binary = tool("prometheus")
+    binary = prometheus_binary  # first argument: skips before the inspector starts when it is missing
     work = tmp_path / "prometheus"
     (work / "data").mkdir(parents=True)
     config_file = work / "prometheus.yml"
@@ -231,6 +238,23 @@ def instant_query(prometheus: str, expr: str) -> list[dict[str, Any]]:
 def has_data(result: list[dict[str, Any]]) -> bool:
     """At least one series with a finite value (a quantile of no observations is NaN: no data)."""
     return any(math.isfinite(float(series["value"][1])) for series in result)
+
+
+def test_container_command_serves_with_the_container_environment(inspector, runtime_stage, tiny_checkpoint):
+    """The image's CMD and env answered /readyz (the fixture waited for it); the HEALTHCHECK probe passes."""
+    assert httpx.get(f"{inspector}/healthz", timeout=10).status_code == 200
+    served = httpx.get(f"{inspector}/model", timeout=10).json()
+    card = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
+    assert served["weights_sha256"] == card["weights_sha256"], "the service did not load the ILCS_CHECKPOINT given"
+    health = next(i.args for i in runtime_stage if i.keyword == "HEALTHCHECK")
+    probe = json.loads(health[health.index("CMD") + 3 :].strip())
+    assert probe[0] == "python"
+    port = inspector.rsplit(":", 1)[1]
+    code = probe[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    result = subprocess.run([sys.executable, *probe[1:-1], code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    broken = code.replace("/healthz", "/no-such-route")
+    assert subprocess.run([sys.executable, *probe[1:-1], broken], capture_output=True, timeout=60).returncode != 0
 
 
 def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
