@@ -61,7 +61,7 @@ class IsolatedSettings(Settings):
     """Settings from keyword arguments only: an ILCS_* variable in the shell cannot change a test."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *sources):
+    def settings_customise_sources(cls, settings_cls, init_settings, **sources):
         return (init_settings,)
 
 
