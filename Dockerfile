@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
 # The ILCS inspection service image; `docker compose up` builds it (README, "Deployment").
+# BuildKit is needed (RUN --mount), the default builder of docker compose v2 and Docker 23+.
 #
 # Three stages, ordered so that a code change never reinstalls torch:
 #   deps    - a venv with the pinned torch/torchvision, then the project's other dependencies
