@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -75,10 +75,21 @@ def settings(tiny_checkpoint) -> Callable[..., Settings]:
             "device": "cpu",
             "max_batch_size": 8,
             "max_delay_ms": 2.0,
+            # One torch thread: a tiny model gains nothing from two, and on a busy 2-core machine
+            # two OpenMP threads spinning against other processes make every call ~100x slower.
+            "threads": 1,
         }
         return IsolatedSettings(**{**base, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """Engine.load sets torch's (process-wide) thread count; give other test folders theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 class Live:
