@@ -430,6 +430,8 @@ def render_report(
     lines += [
         "- Checkpoints were chosen on the 108-image validation list only; the test list was scored once per run, "
         "after training.",
+        "- Wall times are training plus per-epoch validation on this 2-core CPU (2 threads), one run at a time; "
+        "other engineers' short jobs on the same machine may have slowed some runs a little.",
         "- Top-5 of six classes is close to 100% by construction (only the least likely class is left out); "
         "it separates nothing here, as in the paper.",
         "",
