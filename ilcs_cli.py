@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_export)
 
     sv = sub.add_parser("serve", help="run the inspection service (settings from ILCS_* environment variables)")
-    sv.add_argument("--host", default="0.0.0.0")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--host", default=None, help="default: ILCS_HOST or 0.0.0.0")
+    sv.add_argument("--port", type=int, default=None, help="default: ILCS_PORT or 8000")
     sv.set_defaults(func=_serve)
 
     b = sub.add_parser("bench", help="benchmarks: --calibrate, --load, --models")

@@ -104,9 +104,13 @@ class Live:
 
     def __enter__(self) -> Live:
         self._thread.start()
-        self.call(self._open())
-        if self.wait_ready:
-            wait_until(lambda: self.get("/readyz").status_code == 200, "the app to turn ready")
+        try:
+            self.call(self._open())
+            if self.wait_ready:
+                wait_until(lambda: self.get("/readyz").status_code == 200, "the app to turn ready")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -158,8 +162,8 @@ class Live:
 def live(settings) -> Callable[..., Live]:
     """``with live(**settings_overrides) as svc:`` a running app on the tiny checkpoint."""
 
-    def make(wait_ready: bool = True, **overrides) -> Live:
-        return Live(create_app(settings(**overrides)), wait_ready=wait_ready)
+    def make(wait_ready: bool = True, app=None, **overrides) -> Live:
+        return Live(app or create_app(settings(**overrides)), wait_ready=wait_ready)
 
     return make
 
@@ -184,13 +188,14 @@ class Gate:
 
 
 @pytest.fixture
-def gate() -> Callable[[Live], Gate]:
-    """``gate(svc)`` closes a gate in front of ``svc``'s model; it is opened again at teardown."""
+def gate() -> Iterator[Callable[[Live | Runtime], Gate]]:
+    """``gate(svc)`` closes a gate in front of the model of ``svc`` (``Live`` or ``Runtime``), opened at teardown."""
     gates: list[Gate] = []
 
-    def install(svc: Live) -> Gate:
-        g = Gate(svc.runtime.batcher.predict)
-        svc.runtime.batcher.predict = g
+    def install(target: Live | Runtime) -> Gate:
+        batcher = (target.runtime if isinstance(target, Live) else target).batcher
+        g = Gate(batcher.predict)
+        batcher.predict = g
         gates.append(g)
         return g
 
