@@ -1,4 +1,13 @@
-"""Dependencies of the routes, as ``Annotated`` aliases."""
+"""Dependencies of the routes, as ``Annotated`` aliases.
+
+All are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
+a thread hop per dependency per request for what is only an attribute lookup.
+The settings are the app's own (``create_app(settings)``, else ``get_settings()``),
+read from ``app.state``; a test swaps them with
+``app.dependency_overrides[get_app_settings]``. (``create_app`` itself sets no
+override: with any override present FastAPI re-inspects every dependency's
+signature on every request, which cost more than a millisecond per request here.)
+"""
 
 from __future__ import annotations
 
@@ -10,33 +19,36 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.errors import NotReady, Unauthorized
 from service.runtime import Runtime
-from service.settings import Settings, get_settings
+from service.settings import Settings
 
-__all__ = ["ApiKey", "ReadyRuntime", "RequestId", "RuntimeDep", "SettingsDep"]
+__all__ = ["ApiKey", "ReadyRuntime", "RequestId", "RuntimeDep", "SettingsDep", "get_app_settings"]
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key of ILCS_API_KEYS, when keys are set")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, as a header")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise NotReady("the model is not loaded yet; retry after the Retry-After seconds")
     return runtime
 
 
-def get_ready_runtime(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Runtime:
+async def get_ready_runtime(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Runtime:
     runtime.ensure_ready()
     return runtime
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return request.state.request_id
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header_key: Annotated[str | None, Security(_api_key_header)],
@@ -58,6 +70,7 @@ def require_api_key(
         raise Unauthorized("the API key is not valid for this service; check the key you were given")
 
 
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 ReadyRuntime = Annotated[Runtime, Depends(get_ready_runtime)]
 RequestId = Annotated[str, Depends(get_request_id)]

@@ -64,7 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.api_keys = tuple(k.encode() for k in settings.all_api_keys())
     app.state.runtime = None
-    app.dependency_overrides[get_settings] = lambda: settings
     app.add_middleware(ServiceMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for router in (classify.router, model.router, health.router, metrics.router):

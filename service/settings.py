@@ -1,9 +1,8 @@
 """Service settings: ``ILCS_*`` environment variables, read once by ``get_settings()``.
 
 Every knob of the service lives here and nowhere else reads ``os.environ``;
-routes receive the settings through ``deps.SettingsDep``, so a test builds an
-app with its own ``Settings(...)`` (``create_app(settings)``) or overrides
-``get_settings`` in ``app.dependency_overrides``.
+``create_app()`` takes ``get_settings()`` unless given its own ``Settings(...)``
+(tests), and routes receive the app's settings through ``deps.SettingsDep``.
 
 ``ILCS_API_KEYS`` takes a comma-separated list (``ILCS_API_KEYS=key1,key2``) or
 a JSON list; ``ILCS_API_KEYS_FILE`` names a file with one key per line

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from model_zoo.checkpoint import SHIPPED_CHECKPOINT
+from service.deps import get_app_settings
 from service.main import create_app
 from service.settings import Settings, get_settings
 
@@ -70,6 +71,6 @@ def test_an_unreadable_key_file_is_a_clear_error_at_start(settings, tmp_path):
 
 def test_routes_take_settings_from_the_dependency(live, settings, png):
     app = create_app(settings())
-    app.dependency_overrides[get_settings] = lambda: settings(heatmap="none")
+    app.dependency_overrides[get_app_settings] = lambda: settings(heatmap="none")
     with live(app=app) as svc:
         assert svc.classify(png).json()["heatmap"] is None

@@ -1,0 +1,323 @@
+"""Closed-loop load test of the service on loopback: ``ilcs bench --load`` (or ``python -m benchmarks.load``).
+
+One run measures, on this machine:
+
+1. calibration: the model's throughput per batch size, in-process, and the batch
+   size and delay the service would pick (``service.calibration``);
+2. raw throughput: the same model, ``Engine.predict`` on prepared inputs at the
+   chosen batch size (stack, ``forward_with_attention``, softmax, unbatch): no
+   decoding, no heatmap, no HTTP. This is the ceiling the service is compared to;
+3. the service: ``ilcs serve`` in a subprocess on a free loopback port with that
+   batch size and delay; for each number of clients, every client keeps one
+   HTTP/1.1 connection and sends ``POST /classify`` (a NEU JPEG, gray heatmap,
+   the full product path) as soon as its previous answer arrived (closed loop),
+   until the number of requests is reached. Throughput, p50/p95/p99 latency, the
+   mean batch the service formed, and the CPU seconds of server and client.
+
+The client is a few lines of asyncio streams rather than an HTTP library, so the
+load generator takes as little as possible of the two cores it shares with the
+service. ``reports/service-bench.md`` gets the figures and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["main"]
+
+DEFAULT_OUT = Path("reports/service-bench.md")
+_CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+
+@dataclass
+class Level:
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies: np.ndarray  # seconds, one per answered request
+    mean_batch: float
+    server_cpu_s: float
+    client_cpu_s: float
+
+    @property
+    def throughput(self) -> float:
+        return (self.requests - self.errors) / self.seconds
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1e3)
+
+
+def main(args: argparse.Namespace | None = None) -> None:
+    """Run the benchmark and write the report (``args``: clients, requests, out; None: defaults)."""
+    from service import calibration
+    from service.inference import Engine
+    from service.settings import get_settings
+
+    clients = getattr(args, "clients", None) or 16
+    requests = getattr(args, "requests", None) or 800
+    out = Path(getattr(args, "out", None) or DEFAULT_OUT)
+    settings = get_settings()
+
+    engine = Engine.load(settings.checkpoint, settings.device, settings.threads)
+    rows = calibration.measure(engine, calibration.DEFAULT_SIZES, settings.calibration_seconds)
+    batch, delay_ms = calibration.choose(rows)
+    print(calibration.format_table(rows, batch), f"\nchosen: batch {batch}, delay {delay_ms} ms", flush=True)
+    raw = raw_throughput(engine, batch, images=max(requests, 20 * batch))
+    print(f"raw model throughput at batch {batch}: {raw:.1f} images/s", flush=True)
+    card, device, threads = engine.card, engine.device, torch.get_num_threads()
+    del engine
+
+    payloads = request_payloads(load_images())
+    levels = sorted({1, 4, clients, 4 * clients})
+    results = []
+    with Service(batch, delay_ms, queue_size=max(256, 8 * clients)) as svc:
+        run_level(svc, payloads, clients=min(4, clients), requests=50)  # warm the server's paths
+        for n in levels:
+            level = run_level(svc, payloads, n, requests)
+            results.append(level)
+            print(
+                f"{n:>3} clients: {level.throughput:7.1f} req/s, p50 {level.percentile_ms(50):6.1f} ms, "
+                f"p99 {level.percentile_ms(99):6.1f} ms, mean batch {level.mean_batch:.1f}, errors {level.errors}",
+                flush=True,
+            )
+    command = "ilcs bench --load " + " ".join(f"--{k} {v}" for k, v in (("clients", clients), ("requests", requests)))
+    report = format_report(command, card, device, threads, rows, batch, delay_ms, raw, results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"wrote {out}")
+
+
+def raw_throughput(engine, batch: int, images: int) -> float:
+    """Images/s of ``engine.predict`` on prepared NEU-sized inputs, ``batch`` at a time."""
+    rng = np.random.default_rng(0)
+    inputs = [engine.prepare(rng.integers(0, 256, (200, 200), dtype=np.uint8)) for _ in range(batch)]
+    engine.predict(inputs)
+    calls = max(3, images // batch)
+    start = time.perf_counter()
+    for _ in range(calls):
+        engine.predict(inputs)
+    return calls * batch / (time.perf_counter() - start)
+
+
+def load_images(count_per_class: int = 10) -> list[bytes]:
+    """NEU JPEGs (the first ``count_per_class`` of each class), or synthetic 200 x 200 JPEGs without the data."""
+    root = Path(os.environ.get("ILCS_NEU_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "neu-det"))
+    files = sorted((root / "images").glob("*.jpg"))
+    if files:
+        by_class: dict[str, list[Path]] = {}
+        for f in files:
+            by_class.setdefault(f.name.rsplit("_", 1)[0], []).append(f)
+        return [f.read_bytes() for group in by_class.values() for f in group[:count_per_class]]
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(6 * count_per_class):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (200, 200), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def request_payloads(images: list[bytes]) -> list[bytes]:
+    head = "POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n"
+    return [head.format(len(img)).encode() + img for img in images]
+
+
+class Service:
+    """``ilcs serve`` in a subprocess on a free loopback port, ready when entered."""
+
+    def __init__(self, batch: int, delay_ms: float, queue_size: int) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.host = "127.0.0.1"
+        self.env = {
+            **os.environ,
+            "ILCS_MAX_BATCH_SIZE": str(batch),
+            "ILCS_MAX_DELAY_MS": str(delay_ms),
+            "ILCS_QUEUE_SIZE": str(queue_size),
+            "ILCS_LOG_LEVEL": "warning",
+        }
+
+    def __enter__(self) -> Service:
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="ilcs-serve-", suffix=".log")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "ilcs_cli", "serve", "--host", self.host, "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while not self._ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                msg = f"the service did not turn ready; its log:\n{self.log.read()[-3000:]}"
+                self.__exit__()
+                raise RuntimeError(msg)
+            time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def batches(self) -> tuple[float, float]:
+        """``ilcs_batch_size`` (sum, count) from /metrics."""
+        with urllib.request.urlopen(f"http://{self.host}:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        values = dict(re.findall(r"^(ilcs_batch_size_(?:sum|count)) (\S+)$", text, re.MULTILINE))
+        return float(values["ilcs_batch_size_sum"]), float(values["ilcs_batch_size_count"])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) -> Level:
+    """``clients`` closed-loop clients sending ``requests`` requests in all."""
+    sum0, count0 = svc.batches()
+    server0, client0 = svc.cpu_seconds(), time.process_time()
+    latencies: list[float] = []
+    errors = [0]
+    counter = itertools.count()
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(svc.host, svc.port)
+        try:
+            while (i := next(counter)) < requests:
+                start = time.perf_counter()
+                writer.write(payloads[i % len(payloads)])
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = _CONTENT_LENGTH.search(head)
+                await reader.readexactly(int(match.group(1)) if match else 0)
+                if head[9:12] == b"200":
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[0] += 1
+        finally:
+            writer.close()
+
+    async def everyone() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return time.perf_counter() - start
+
+    seconds = asyncio.run(everyone())
+    client_cpu, server_cpu = time.process_time() - client0, svc.cpu_seconds() - server0
+    sum1, count1 = svc.batches()
+    mean_batch = (sum1 - sum0) / max(count1 - count0, 1)
+    return Level(clients, requests, errors[0], seconds, np.array(latencies), mean_batch, server_cpu, client_cpu)
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, torch and Python versions (lscpu where there is one)."""
+    info = {"cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count())}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu"] = fields.get("Model name", info["cpu"])
+        info["cores"] = (
+            f"{fields.get('CPU(s)', info['cores'])} logical CPUs, {fields.get('Core(s) per socket', '?')} cores "
+            f"per socket x {fields.get('Socket(s)', '?')} socket(s), {fields.get('Thread(s) per core', '?')} "
+            f"thread(s) per core; {fields.get('Flags', '').count('avx512')} AVX-512 flags"
+        )
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    info["torch"] = torch.__version__
+    info["python"] = platform.python_version()
+    return info
+
+
+def format_report(command, card, device, threads, rows, batch, delay_ms, raw, levels) -> str:
+    from service import calibration
+
+    m = machine()
+    best = max(levels, key=lambda lv: lv.throughput)
+    ratio = best.throughput / raw
+    lines = [
+        "# Service benchmark: throughput and latency of the inspection service on this machine",
+        "",
+        f"Generated by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`benchmarks/load.py`).",
+        "",
+        "## Machine and model",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| CPU | {m['cpu']} |",
+        f"| cores | {m['cores']} |",
+        f"| torch | {m['torch']}, {threads} intra-op threads, device {device} |",
+        f"| Python | {m['python']} |",
+        f"| checkpoint | {card.name} v{card.version} ({card.arch}, input {card.input_size}), "
+        f"sha256 `{card.weights_sha256[:16]}...` |",
+        "",
+        "Server and load generator share the same cores (loopback), as the issue asks.",
+        "",
+        "## Calibration (in-process, `Engine.predict`)",
+        "",
+        calibration.format_table(rows, batch),
+        "",
+        f"Chosen: batch size {batch}, delay {delay_ms} ms (`service/calibration.py`: the smallest batch within 5% "
+        "of the best throughput; the delay is one batch's time).",
+        "",
+        "## Service under load",
+        "",
+        f"Raw model throughput at batch {batch} (no HTTP, no decoding, no heatmap): **{raw:.1f} images/s**.",
+        "",
+        "Each request: `POST /classify`, a 200 x 200 NEU JPEG as `image/jpeg`, answer with the gray heatmap PNG.",
+        "",
+        "| clients | requests | errors | throughput (req/s) | of raw | p50 ms | p95 ms | p99 ms | mean batch "
+        "| server CPU s | client CPU s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lv in levels:
+        lines.append(
+            f"| {lv.clients} | {lv.requests} | {lv.errors} | {lv.throughput:.1f} | {lv.throughput / raw:.0%} "
+            f"| {lv.percentile_ms(50):.1f} | {lv.percentile_ms(95):.1f} | {lv.percentile_ms(99):.1f} "
+            f"| {lv.mean_batch:.1f} | {lv.server_cpu_s:.1f} | {lv.client_cpu_s:.1f} |"
+        )
+    verdict = "met" if ratio >= 0.9 else "missed"
+    lines += [
+        "",
+        f"At saturation ({best.clients} clients) the service serves **{best.throughput:.1f} requests/s, "
+        f"{ratio:.0%} of the raw model throughput**: the goal of at least 90% is {verdict}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    main(parser.parse_args())
