@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run every batch size once before turning ready")
 
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
-    max_pixels: int = Field(40_000_000, ge=1, description="largest image, in pixels (413 above; bomb guard)")
+    max_pixels: int = Field(4096 * 4096, ge=1, description="largest image, in pixels (413 above; bomb guard)")
     max_batch_images: int = Field(64, ge=1, description="most images in one /classify/batch request")
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="keys for /classify and /model")
