@@ -51,6 +51,30 @@ def test_jpeg_body(svc, gray, images):
     assert response.json()["label"] in LABELS
 
 
+@pytest.mark.parametrize(
+    ("mode", "fmt", "media"),
+    [
+        ("CMYK", "JPEG", "image/jpeg"),
+        ("1", "PNG", "image/png"),
+        ("I;16", "TIFF", "image/tiff"),
+        ("LA", "PNG", "image/png"),
+    ],
+)
+def test_other_image_modes_are_converted_too(svc, gray, images, mode, fmt, media):
+    img = Image.fromarray(gray.astype(np.uint16) * 257) if mode == "I;16" else Image.fromarray(gray).convert(mode)
+    response = svc.classify(images(img, fmt), media)
+    assert response.status_code == 200, response.text
+    assert (response.json()["width"], response.json()["height"]) == (80, 48)
+
+
+def test_extreme_aspect_ratios_are_fine(svc):
+    for width, height in ((5000, 1), (1, 3000)):
+        frame = bytes(range(256)) * (width * height // 256) + bytes(width * height % 256)
+        response = svc.classify(frame, "application/octet-stream", params={"width": width, "height": height})
+        assert response.status_code == 200, response.text
+        assert response.json()["heatmap"]["width"] == width
+
+
 def test_media_type_aliases_and_parameters_are_understood(svc, gray, images):
     assert svc.classify(images(gray, "JPEG"), "image/jpg").status_code == 200
     assert svc.classify(images(gray, "BMP"), "image/x-ms-bmp").status_code == 200

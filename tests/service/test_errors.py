@@ -72,6 +72,12 @@ def bad_requests(png: bytes, bomb) -> dict[str, tuple[int, dict, tuple[str, ...]
             {"content": png, "headers": {"content-type": "image/png"}, "params": {"heatmap": "rainbow"}},
             ("heatmap",),
         ),
+        "multipart without boundary": (400, {"content": png, "headers": {"content-type": "multipart/form-data"}}, ()),
+        "two files to /classify": (
+            400,
+            {"files": [("file", ("a.png", png, "image/png")), ("file", ("b.png", png, "image/png"))]},
+            ("files",),
+        ),
         "multipart without file": (422, {"files": {"image": ("a.png", png, "image/png")}}, ("'file'",)),
     }
 
