@@ -1,0 +1,64 @@
+"""`ilcs bench`: the calibration's pick, and which benchmark each flag runs."""
+
+from __future__ import annotations
+
+import argparse
+from types import SimpleNamespace
+
+import pytest
+
+from service import bench, calibration
+from service.schemas import CalibrationRow
+
+
+def rows(*pairs: tuple[int, float]) -> list[CalibrationRow]:
+    return [CalibrationRow(batch_size=b, images_per_s=ips, ms_per_batch=1e3 * b / ips) for b, ips in pairs]
+
+
+def test_calibration_picks_the_smallest_batch_near_the_best_throughput():
+    table = rows((1, 50.0), (2, 80.0), (4, 96.0), (8, 100.0), (16, 90.0))
+    size, delay_ms = calibration.choose(table)
+    assert size == 4, "96 images/s is within 5% of the best (100): the smaller batch answers sooner"
+    assert delay_ms == pytest.approx(1e3 * 4 / 96.0, abs=0.1), "the delay is one batch's time"
+
+
+def test_calibration_delay_is_kept_between_1_and_100_ms():
+    assert calibration.choose(rows((1, 5000.0)))[1] == 1.0
+    assert calibration.choose(rows((64, 100.0)))[1] == 100.0
+
+
+def test_calibration_table_marks_the_pick():
+    text = calibration.format_table(rows((1, 50.0), (2, 80.0)), chosen=2)
+    assert "| 2 (chosen) | 80.0 |" in text and "| 1 | 50.0 |" in text
+
+
+def test_calibration_measures_every_size(tiny_checkpoint):
+    from service.inference import Engine
+
+    engine = Engine.load(tiny_checkpoint, "cpu", threads=1)
+    table = calibration.measure(engine, (1, 3), min_seconds=0.01)
+    assert [r.batch_size for r in table] == [1, 3] and all(r.images_per_s > 0 for r in table)
+
+
+def args(**flags) -> argparse.Namespace:
+    base = {"calibrate": False, "load": False, "models": False, "clients": 16, "requests": 800, "out": None}
+    return argparse.Namespace(**{**base, **flags})
+
+
+def test_bench_without_a_flag_says_what_to_choose():
+    with pytest.raises(ValueError, match="--calibrate, --load or --models"):
+        bench.bench_cli(args())
+
+
+@pytest.mark.parametrize("flag", ["load", "models"])
+def test_bench_hands_load_and_models_to_their_benchmark_modules(monkeypatch, flag):
+    called = []
+    modules = {name: SimpleNamespace(main=lambda a, name=name: called.append((name, a))) for name in ("load", "models")}
+    monkeypatch.setattr(bench, "_benchmark", modules.__getitem__)
+    given = args(**{flag: True})
+    bench.bench_cli(given)
+    assert called == [(flag, given)]
+
+
+def test_the_benchmark_modules_are_found_from_the_source_tree():
+    assert callable(bench._benchmark("load").main)
