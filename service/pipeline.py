@@ -56,13 +56,12 @@ async def classify_uploads(
     start = getattr(request.state, "start", time.perf_counter())
     deadline = start + runtime.settings.request_timeout_s
     decoded = await run_in_threadpool(_decode_all, runtime, uploads)
-    good = [i for i, d in enumerate(decoded) if isinstance(d, _Decoded)]
-    futures = runtime.batcher.submit([decoded[i].tensor for i in good], deadline)
-    outcomes = await _wait(futures, deadline, request)
-    for i, outcome in zip(good, outcomes, strict=True):
-        decoded[i] = outcome if isinstance(outcome, Exception) else (decoded[i], outcome)
+    good = [d for d in decoded if isinstance(d, _Decoded)]
+    futures = runtime.batcher.submit([d.tensor for d in good], deadline)
+    outcomes = iter(await _wait(futures, deadline, request))
+    answered = [d if isinstance(d, Exception) else (d, next(outcomes)) for d in decoded]
     ids = [request_id] if len(uploads) == 1 else [f"{request_id}/{i}" for i in range(len(uploads))]
-    return await run_in_threadpool(_encode_all, runtime, decoded, heatmap, ids, start)
+    return await run_in_threadpool(_encode_all, runtime, answered, heatmap, ids, start)
 
 
 def _decode_all(runtime: Runtime, uploads: list[Upload]) -> list[_Decoded | Exception]:
@@ -119,15 +118,20 @@ async def _disconnected(request: Request) -> None:
 
 
 def _encode_all(
-    runtime: Runtime, items: list, heatmap: str, ids: list[str], start: float
+    runtime: Runtime,
+    answered: list[tuple[_Decoded, Batched | Exception] | Exception],
+    heatmap: str,
+    ids: list[str],
+    start: float,
 ) -> list[ClassifyResult | Exception]:
     results: list[ClassifyResult | Exception] = []
-    for item, request_id in zip(items, ids, strict=True):
-        if isinstance(item, Exception):
+    for item, request_id in zip(answered, ids, strict=True):
+        if isinstance(item, Exception):  # failed to decode
             results.append(item)
-            continue
-        decoded, batched = item
-        results.append(_encode(runtime, decoded, batched, heatmap, request_id, start))
+        elif isinstance(item[1], Exception):  # failed in the queue or the model
+            results.append(item[1])
+        else:
+            results.append(_encode(runtime, item[0], item[1], heatmap, request_id, start))
     return results
 
 
