@@ -10,6 +10,7 @@ a bad request never gets there because every input check raises a ``ServiceError
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -137,10 +138,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    # Starlette raises these for unknown routes (404), wrong methods (405) and malformed multipart bodies (400).
+    hint = "see /docs for the routes and their methods" if exc.status_code in (404, 405) else "see /docs for the format"
     problem = Problem(
-        title=str(exc.detail) if exc.status_code != 405 else "Method Not Allowed",
+        title=HTTPStatus(exc.status_code).phrase,
         status=exc.status_code,
-        detail=f"{request.method} {request.url.path}: {exc.detail}; see /docs for the routes and methods",
+        detail=f"{request.method} {request.url.path}: {exc.detail}; {hint}",
         instance=request.url.path,
         request_id=_request_id(request),
     )
