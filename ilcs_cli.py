@@ -24,7 +24,8 @@ def _split(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from training.train import TrainConfig, train
 
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None})
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     if args.model_kwargs:
         cfg.model_kwargs = json.loads(args.model_kwargs)
     train(cfg)
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from training.train import TrainConfig
 
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="ilcs", description="ILCS steel-surface defect classifier: train, evaluate, serve.")
+    p = argparse.ArgumentParser(prog="ilcs", description="ILCS steel-surface defect classifier: train, evaluate, serve")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("split", help="write a stratified, duplicate-safe train/val/test manifest")

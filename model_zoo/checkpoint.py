@@ -24,7 +24,15 @@ from torch import nn
 from model_zoo.preprocess import NEU_MEAN, NEU_STD
 from model_zoo.registry import create_model
 
-__all__ = ["SHIPPED_CHECKPOINT", "CheckpointError", "ModelCard", "load_checkpoint", "read_card", "save_checkpoint", "sha256_file"]
+__all__ = [
+    "SHIPPED_CHECKPOINT",
+    "CheckpointError",
+    "ModelCard",
+    "load_checkpoint",
+    "read_card",
+    "save_checkpoint",
+    "sha256_file",
+]
 
 FORMAT_VERSION = 1
 

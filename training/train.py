@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -127,6 +128,11 @@ def train(cfg: TrainConfig) -> ModelCard:
         generator.set_state(state["generator"])
         log, best, wall = json.loads(state["log"]), json.loads(state["best"]), float(state["wall"])
         start_epoch = int(state["epoch"]) + 1
+        previous = Path(cfg.resume).parent
+        if previous.resolve() != out.resolve():  # carry the best-so-far checkpoint into the new run folder
+            for suffix in (".safetensors", ".json"):
+                if (previous / f"best{suffix}").is_file():
+                    shutil.copy2(previous / f"best{suffix}", out / f"best{suffix}")
 
     card = ModelCard(
         name=cfg.model,

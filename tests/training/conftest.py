@@ -1,0 +1,36 @@
+"""Synthetic image folders: six classes a tiny model can tell apart in a few epochs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+
+
+def synthetic_image(cls: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """Class k: brightness 30 + 40k with noise, plus a bright bar whose position depends on k."""
+    img = rng.normal(30 + 40 * cls, 8, (size, size))
+    img[:, (cls * 7) % size : (cls * 7) % size + 3] += 60
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_neu_layout(root: Path, per_class: int = 10, seed: int = 0, duplicate: bool = True) -> Path:
+    """``root/images/<class>_<n>.jpg`` like NEU-DET (PNG content is fine for PIL; we keep .jpg names)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    for c, name in enumerate(CLASSES):
+        for i in range(per_class):
+            Image.fromarray(synthetic_image(c, rng)).save(root / "images" / f"{name}_{i}.png")
+    if duplicate:  # a byte-identical pair, like NEU's patches_101/105
+        data = (root / "images" / "patches_1.png").read_bytes()
+        (root / "images" / "patches_99.png").write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def neu_like(tmp_path) -> Path:
+    return write_neu_layout(tmp_path / "neu")

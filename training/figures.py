@@ -1,0 +1,77 @@
+"""The report's pictures: Figure 9 (heatmaps per class), Figures 7-8 (curves), confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from model_zoo.heatmap import overlay, upsample_attention  # noqa: E402
+
+__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid"]
+
+
+def plot_heatmap_grid(examples: list[dict], out: Path) -> Path:
+    """One column per class: the image with its own-class boxes, and the attention overlay.
+
+    Each example: ``{"label", "name", "image" (H x W uint8), "attention" (h x w), "pred", "boxes"}``.
+    """
+    fig, axes = plt.subplots(2, len(examples), figsize=(2.4 * len(examples), 5.8), squeeze=False)
+    for col, ex in enumerate(examples):
+        img = ex["image"]
+        heat = upsample_attention(ex["attention"], *img.shape)
+        axes[0, col].imshow(img, cmap="gray", vmin=0, vmax=255)
+        for x0, y0, x1, y1 in ex.get("boxes", []):
+            axes[0, col].add_patch(Rectangle((x0 - 1, y0 - 1), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="lime", lw=1))
+        axes[0, col].set_title(f"{ex['label']}\n{ex['name']}", fontsize=8)
+        axes[1, col].imshow(overlay(img, heat))
+        axes[1, col].set_title(f"predicted: {ex['pred']}", fontsize=8)
+        for ax in axes[:, col]:
+            ax.axis("off")
+    fig.suptitle("MIAM spatial attention Ms(F') per class (red = strong); green: NEU boxes of the class")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_curves(log: list[dict], out_dir: Path) -> tuple[Path, Path]:
+    """Accuracy (Fig. 7) and loss (Fig. 8) per epoch, training batches vs the validation slice."""
+    epochs = [r["epoch"] for r in log]
+    paths = []
+    for key, title, name in (("acc", "accuracy", "accuracy.png"), ("loss", "cross-entropy loss", "loss.png")):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.plot(epochs, [r[f"train_{key}"] for r in log], label="train (augmented, label-smoothed)")
+        ax.plot(epochs, [r[f"val_{key}"] for r in log], label="validation slice")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        paths.append(_save(fig, out_dir / name))
+    return paths[0], paths[1]
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], out: Path) -> Path:
+    cm = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            colour = "white" if cm[i, j] > cm.max() / 2 else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=colour)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
