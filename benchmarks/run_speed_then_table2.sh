@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # One sequential background job for issue 6 on the 2-core CPU: the speed benchmark first, on a quiet
 # machine (nothing else of ours running), then the Table 2 trainings, each committed as it ends.
-#   usage: bash benchmarks/run_speed_then_table2.sh EPOCHS [extra table2 run args...]
+#   usage: bash benchmarks/run_speed_then_table2.sh --epochs N | --deadline HH:MM  [more table2 run args...]
 set -u
 cd "$(dirname "$0")/.."
-EPOCHS=${1:?shared epoch count}; shift
 PY=${PYTHON:-/work/venv/bin/python}
 
 commit() {  # commit only the given paths; retry while another engineer's git holds the index lock
@@ -24,5 +23,5 @@ commit "speed: reports/speed.md and speed-variants.md (benchmarks.models)" \
   reports/speed.md reports/speed.json reports/speed-variants.md reports/speed-variants.json
 echo "speed: $(date +%T) end"
 
-$PY -m benchmarks.table2 run --epochs "$EPOCHS" --commit "$@"
+$PY -m benchmarks.table2 run --commit "$@"
 echo "table2: $(date +%T) all done"

@@ -115,12 +115,70 @@ def commit_paths(paths: Sequence[Path], message: str, attempts: int = 10) -> boo
     return False
 
 
+def step_seconds(model: str, kwargs: dict | None = None, batch: int = 16, size: int = 160, steps: int = 3) -> float:
+    """Median seconds of one training step (forward, backward, AdamW) of ``model`` on random data."""
+    import torch
+    from torch.nn import functional as F
+
+    from model_zoo.registry import create_model
+
+    torch.manual_seed(0)
+    net = create_model(model, input_size=size, **(kwargs or {})).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 6, (batch,))
+    times = []
+    for _ in range(steps + 1):  # the first step allocates and is not counted
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def choose_epochs(
+    plan: Sequence[tuple[str, int, str, dict]],
+    deadline: str,
+    steps_per_epoch: int = 59,
+    overhead: float = 1.25,
+    run_overhead_s: float = 40.0,
+) -> int:
+    """The largest shared epoch count with which the whole plan ends by ``deadline`` (HH:MM, today).
+
+    One epoch is ``steps_per_epoch`` measured training steps times ``overhead`` (augmentation, the
+    validation pass, the scheduler); each run also pays ``run_overhead_s`` (loading the images, the test pass).
+    """
+    per_model = {}
+    for _, _, model, kwargs in plan:
+        key = json.dumps([model, kwargs], sort_keys=True)
+        if key not in per_model:
+            per_model[key] = step_seconds(model, kwargs) * steps_per_epoch * overhead
+            print(f"table2: {model} {kwargs or ''}: ~{per_model[key]:.0f} s per epoch", flush=True)
+    per_epoch = sum(per_model[json.dumps([m, k], sort_keys=True)] for _, _, m, k in plan)
+    hh, mm = map(int, deadline.split(":"))
+    now = time.localtime()
+    left = (hh * 3600 + mm * 60) - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec) - run_overhead_s * len(plan)
+    epochs = max(1, int(left // per_epoch))
+    print(
+        f"table2: {per_epoch:.0f} s per epoch of the whole plan, {left:.0f} s left before {deadline}: {epochs} epochs",
+        flush=True,
+    )
+    return epochs
+
+
 def run_all(args: argparse.Namespace) -> None:
     """Train the plan's runs one after the other; commit each run's logs and the report as it ends."""
     runs_dir = Path(args.runs_dir)
     ilcs = shutil.which("ilcs", path=str(Path(sys.executable).parent)) or "ilcs"
     plan = [(m, s, m, {}) for m, s in run_plan(tuple(args.seeds), tuple(args.models))]
     plan += [(label, args.seeds[0], model, kwargs) for label, model, kwargs in map(parse_variant, args.variant)]
+    if args.epochs is None:
+        if not args.deadline:
+            msg = "give --epochs N, or --deadline HH:MM to choose the largest N that ends by then"
+            raise ValueError(msg)
+        args.epochs = choose_epochs(plan, args.deadline)
     print(f"table2: {len(plan)} runs, {args.epochs} epochs each: {[(p[0], p[1]) for p in plan]}", flush=True)
     for label, seed, model, kwargs in plan:
         out = run_dir(runs_dir, label, seed)
@@ -470,7 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.table2", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train the runs of Table 2 one after the other")
-    r.add_argument("--epochs", type=int, required=True, help="the shared epoch count (every model, ILCS included)")
+    r.add_argument("--epochs", type=int, help="the shared epoch count (every model, ILCS included)")
+    r.add_argument(
+        "--deadline",
+        help="HH:MM: without --epochs, time a few steps of each model and choose the "
+        "largest shared epoch count that ends by then",
+    )
     r.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="first seed: all models; others: ILCS, MobileNetV2"
     )
