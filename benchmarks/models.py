@@ -520,7 +520,9 @@ def render_report(
             for b in batches:
                 pts = [_point(results, m, p, s, b) for p in paths]
                 cells = [
-                    "– | –" if p is None else f"{p['img_per_s']:.1f} ({_spread(p)}) | {p['ms_per_img']:.1f}"
+                    "– | –"
+                    if p is None
+                    else f"{p['img_per_s']:.1f} ({_spread(p)}){' †' if p.get('rerun') else ''} | {p['ms_per_img']:.1f}"
                     for p in pts
                 ]
                 lines.append(f"| {m} | {b} | " + " | ".join(cells) + f" | {_best_over_eager(pts, paths)} |")
@@ -595,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-size", type=int, default=200)
     p.add_argument("--profile-batch", type=int, default=16)
     p.add_argument("--variants", action="store_true", help="time ILCS's switchable variants against MobileNetV2")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="merge into the existing --out .json: re-measured points replace the old ones and are marked",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
 
@@ -667,20 +674,49 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
             results.append(run_in_subprocess(name, kwargs, path, ns, batches=batches))
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    notes = list(ns.note)
+    if ns.update and out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        results = merge_results(old["results"], results)
+        notes = (
+            old.get("notes", [])
+            + notes
+            + [
+                f"Cells marked † were re-measured by `{command}` at {time.strftime('%H:%M')}; the rest come from "
+                f"`{old['command']}`."
+            ]
+        )
+        command = old["command"] + "` then `" + command
     out.with_suffix(".json").write_text(
-        json.dumps({"machine": machine, "command": command, "results": results}, indent=1) + "\n"
+        json.dumps({"machine": machine, "command": command, "notes": notes, "results": results}, indent=1) + "\n"
     )
     if ns.variants:
-        text = render_variants(results, machine, command, ns.note)
+        text = render_variants(results, machine, command, notes)
     else:
         names = [m for m in ("ilcs", "mobilenet_v2") if m in ns.models] if ns.profile_in_report else []
         extra, breakdowns = [], {}
         if names:
             prof, breakdowns = profile_sections(names, ns.profile_size, ns.profile_batch, ns.threads)
             extra = ["## Where the time goes", "", prof]
-        text = render_report(results, machine, command, notes=ns.note, extra_sections=extra, breakdowns=breakdowns)
+        text = render_report(results, machine, command, notes=notes, extra_sections=extra, breakdowns=breakdowns)
     out.write_text(text)
     print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def merge_results(old: list[dict], new: list[dict]) -> list[dict]:
+    """Replace ``old``'s points by ``new``'s re-measured ones (same model, arguments, path, input and batch)."""
+    merged = json.loads(json.dumps(old))
+    for r in new:
+        target = next(
+            (o for o in merged if (o["model"], o["kwargs"], o["path"]) == (r["model"], r["kwargs"], r["path"])), None
+        )
+        if target is None:
+            merged.append(r | {"points": [p | {"rerun": True} for p in r["points"]]})
+            continue
+        for p in r["points"]:
+            target["points"] = [q for q in target["points"] if (q["size"], q["batch"]) != (p["size"], p["batch"])]
+            target["points"].append(p | {"rerun": True})
+    return merged
 
 
 def render_variants(results: list[dict], machine: dict, command: str, notes: Sequence[str]) -> str:
