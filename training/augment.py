@@ -13,13 +13,13 @@ from torchvision.transforms import v2
 __all__ = ["train_transform"]
 
 
-def train_transform(input_size: int, crop_scale: tuple[float, float] = (0.6, 1.0), blur_p: float = 0.3) -> v2.Compose:
+def train_transform(input_size: int, crop_scale: tuple[float, float] = (0.8, 1.0), blur_p: float = 0.3) -> v2.Compose:
     """Augmentation for one 1 x H x W uint8 image, output 1 x input_size x input_size uint8."""
     return v2.Compose(
         [
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
-            v2.RandomResizedCrop(input_size, scale=crop_scale, ratio=(0.8, 1.25), antialias=True),
+            v2.RandomResizedCrop(input_size, scale=crop_scale, ratio=(0.9, 1.1), antialias=True),
             v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=blur_p),
         ]
     )

@@ -42,7 +42,7 @@ class TrainConfig:
     data: str = field(default_factory=lambda: str(default_neu_root()))
     manifest: str = str(DEFAULT_MANIFEST)
     out: str = "runs/ilcs"
-    epochs: int = 50
+    epochs: int = 60
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 0.05
