@@ -178,6 +178,10 @@ def run_all(args: argparse.Namespace) -> None:
         if not args.deadline:
             msg = "give --epochs N, or --deadline HH:MM to choose the largest N that ends by then"
             raise ValueError(msg)
+        if args.threads:  # time the steps with the threads the runs will have
+            import torch
+
+            torch.set_num_threads(args.threads)
         args.epochs = choose_epochs(plan, args.deadline)
     print(f"table2: {len(plan)} runs, {args.epochs} epochs each: {[(p[0], p[1]) for p in plan]}", flush=True)
     for label, seed, model, kwargs in plan:
