@@ -89,6 +89,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, card: ModelCard) -> Mode
     weights.parent.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_suffix(".safetensors.tmp")
     save_file(_clean_state_dict(model), str(tmp), metadata={"arch": card.arch})
+    tmp.chmod(0o644)  # safetensors writes 0600; a serving container's user must be able to read it
     tmp.replace(weights)  # atomic: a crash never leaves a half-written checkpoint
     card = card.model_copy(
         update={"weights_sha256": sha256_file(weights), "created": datetime.now(UTC).isoformat(timespec="seconds")}
