@@ -682,8 +682,8 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
             old.get("notes", [])
             + notes
             + [
-                f"Cells marked † were re-measured by `{command}` at {time.strftime('%H:%M')}; the rest come from "
-                f"`{old['command']}`."
+                f"Points of `{command}` ({time.strftime('%H:%M')}) were merged into those of `{old['command']}`; "
+                "cells marked † replace an earlier measurement."
             ]
         )
         command = old["command"] + "` then `" + command
@@ -710,12 +710,12 @@ def merge_results(old: list[dict], new: list[dict]) -> list[dict]:
         target = next(
             (o for o in merged if (o["model"], o["kwargs"], o["path"]) == (r["model"], r["kwargs"], r["path"])), None
         )
-        if target is None:
-            merged.append(r | {"points": [p | {"rerun": True} for p in r["points"]]})
+        if target is None:  # a model or path not measured before: added as it is
+            merged.append(r)
             continue
         for p in r["points"]:
-            target["points"] = [q for q in target["points"] if (q["size"], q["batch"]) != (p["size"], p["batch"])]
-            target["points"].append(p | {"rerun": True})
+            kept = [q for q in target["points"] if (q["size"], q["batch"]) != (p["size"], p["batch"])]
+            target["points"] = [*kept, p | {"rerun": len(kept) < len(target["points"])}]
     return merged
 
 

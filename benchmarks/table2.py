@@ -236,6 +236,7 @@ class Run:
     test_n: int | None = None
     wall_seconds: float | None = None
     recipe: dict | None = None
+    threads: int | None = None
 
 
 RECIPE_KEYS = (
@@ -284,6 +285,7 @@ def load_run(path: Path) -> Run | None:
         test_n=metrics.get("test_n"),
         wall_seconds=wall,
         recipe=recipe or None,
+        threads=training.get("threads"),
     )
 
 
@@ -362,6 +364,7 @@ def render_report(
     params_fn: Callable[[str], float] = count_params_m,
     shipped: dict | None = None,
     command: str = "python -m benchmarks.table2 report",
+    notes: Sequence[str] = (),
 ) -> str:
     """Markdown of Table 2 side by side, from the runs alone (no training, no data)."""
     done = [r for r in runs if r.finished]
@@ -492,8 +495,10 @@ def render_report(
     lines += [
         "- Checkpoints were chosen on the 108-image validation list only; the test list was scored once per run, "
         "after training.",
-        "- Wall times are training plus per-epoch validation on this 2-core CPU (2 threads), one run at a time; "
-        "other engineers' short jobs on the same machine may have slowed some runs a little.",
+        f"- Wall times are training plus per-epoch validation on this 2-core CPU, with "
+        f"{'/'.join(str(t) for t in sorted({r.threads for r in done if r.threads})) or '?'} thread(s) per run; "
+        "other engineers' jobs on the same machine may have slowed some runs.",
+        *[f"- {n}" for n in notes],
         "- Top-5 of six classes is close to 100% by construction (only the least likely class is left out); "
         "it separates nothing here, as in the paper.",
         "",
@@ -519,7 +524,10 @@ def write_report(
 ) -> str:
     """Read the runs, render the report, write it to ``out``; return the text."""
     shipped = json.loads(SHIPPED_RUN.read_text()) if SHIPPED_RUN.exists() else None
-    text = render_report(load_runs(runs_dir), params_fn=params_fn, shipped=shipped)
+    # Facts about how the runs went (priorities, parallel lanes) live beside the logs, one per line.
+    notes_file = Path(runs_dir) / "NOTES.txt"
+    notes = [n.strip() for n in notes_file.read_text().splitlines() if n.strip()] if notes_file.exists() else []
+    text = render_report(load_runs(runs_dir), params_fn=params_fn, shipped=shipped, notes=notes)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
     return text

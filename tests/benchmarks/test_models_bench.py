@@ -119,4 +119,4 @@ def test_update_replaces_only_the_re_measured_points_and_marks_them(tmp_path, mo
     text = out.read_text()
     assert "| ilcs | 16 | 40.0 (40–40) † |" in text  # re-measured
     assert "| mobilenet_v2 | 16 | 20.0 (20–20) | 50.0 |" in text  # kept
-    assert "Cells marked † were re-measured by `python -m benchmarks.models --models ilcs" in text
+    assert "cells marked † replace an earlier measurement" in text

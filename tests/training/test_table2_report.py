@@ -6,9 +6,18 @@ import pytest
 
 from benchmarks.table2 import PAPER_TABLE2, load_runs, render_report, run_plan, write_report
 
-RECIPE = {"epochs": 10, "batch_size": 16, "lr": 0.002, "weight_decay": 0.05, "warmup_epochs": 1.0,
-          "label_smoothing": 0.1, "input_size": 160, "channels_last": True,
-          "manifest": "/x/training/splits/neu_seed0.json", "model_kwargs": {}}
+RECIPE = {
+    "epochs": 10,
+    "batch_size": 16,
+    "lr": 0.002,
+    "weight_decay": 0.05,
+    "warmup_epochs": 1.0,
+    "label_smoothing": 0.1,
+    "input_size": 160,
+    "channels_last": True,
+    "manifest": "/x/training/splits/neu_seed0.json",
+    "model_kwargs": {},
+}
 
 
 def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0, **recipe):
@@ -16,11 +25,21 @@ def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0
     out = root / f"{model}_seed{seed}"
     out.mkdir(parents=True)
     done = epochs if done is None else done
-    log = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.5, "val_acc": 0.9, "lr": 1e-3,
-            "wall_seconds": wall * e / epochs} for e in range(1, done + 1)]
+    log = [
+        {
+            "epoch": e,
+            "train_loss": 1.0,
+            "train_acc": 0.5,
+            "val_loss": 0.5,
+            "val_acc": 0.9,
+            "lr": 1e-3,
+            "wall_seconds": wall * e / epochs,
+        }
+        for e in range(1, done + 1)
+    ]
     (out / "log.json").write_text(json.dumps(log))
     metrics = {"val_top1": 0.9, "val_loss": 0.5, "best_epoch": done}
-    training = {"config": {**RECIPE, "epochs": epochs, "model": model, "seed": seed, **recipe}, "n_val": 108}
+    training = {"config": {**RECIPE, "epochs": epochs, "model": model, "seed": seed, **recipe}, "threads": 1}
     if done == epochs:
         metrics |= {"test_top1": top1, "test_top5": top5, "test_n": 450, "epochs": epochs}
         training["wall_seconds"] = wall
@@ -89,6 +108,7 @@ def test_noise_and_schedule_are_stated(runs):
     assert "trained 10 epochs, not the shipped recipe's 50" in text
     assert "10 epochs, AdamW lr 0.002 weight decay 0.05" in text
     assert "deviate" not in text
+    assert "with 1 thread(s) per run" in text
 
 
 def test_a_run_off_the_shared_recipe_is_named(runs):
@@ -103,10 +123,12 @@ def test_a_variant_run_is_listed_beside_its_base_model(runs):
     assert "| ilcs-pool_at=early | 0 | 10 |" in text
 
 
-def test_write_report_writes_the_file(runs, tmp_path):
+def test_write_report_writes_the_file_with_the_runs_notes(runs, tmp_path):
+    (runs / "NOTES.txt").write_text("Two lanes ran at once.\n")
     out = tmp_path / "reports" / "table2.md"
     text = write_report(runs, out, params_fn=lambda model: 1.0)
     assert out.read_text() == text and text.startswith("# Table 2")
+    assert "- Two lanes ran at once." in text
 
 
 def test_plan_runs_every_model_once_then_repeats_ilcs_and_mobilenet():
