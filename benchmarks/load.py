@@ -75,6 +75,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     requests = getattr(args, "requests", None) or 800
     out = Path(getattr(args, "out", None) or DEFAULT_OUT)
     settings = get_settings()
+    load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"] * 3
 
     engine = Engine.load(settings.checkpoint, settings.device, settings.threads)
     rows = calibration.measure(engine, calibration.DEFAULT_SIZES, settings.calibration_seconds)
@@ -99,7 +100,7 @@ def main(args: argparse.Namespace | None = None) -> None:
                 flush=True,
             )
     command = "ilcs bench --load " + " ".join(f"--{k} {v}" for k, v in (("clients", clients), ("requests", requests)))
-    report = format_report(command, card, device, threads, rows, batch, delay_ms, raw, results)
+    report = format_report(command, card, device, threads, rows, batch, delay_ms, raw, results, load_before)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(f"wrote {out}")
@@ -168,7 +169,8 @@ class Service:
         while not self._ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.log.seek(0)
-                msg = f"the service did not turn ready; its log:\n{self.log.read()[-3000:]}"
+                log = self.log.read()[-3000:]
+                msg = f"the service did not turn ready within 300 s (is the CPU busy?); its log:\n{log}"
                 self.__exit__()
                 raise RuntimeError(msg)
             time.sleep(0.2)
@@ -258,7 +260,7 @@ def machine() -> dict[str, str]:
     return info
 
 
-def format_report(command, card, device, threads, rows, batch, delay_ms, raw, levels) -> str:
+def format_report(command, card, device, threads, rows, batch, delay_ms, raw, levels, load_before) -> str:
     from service import calibration
 
     m = machine()
@@ -280,7 +282,8 @@ def format_report(command, card, device, threads, rows, batch, delay_ms, raw, le
         f"| checkpoint | {card.name} v{card.version} ({card.arch}, input {card.input_size}), "
         f"sha256 `{card.weights_sha256[:16]}...` |",
         "",
-        "Server and load generator share the same cores (loopback), as the issue asks.",
+        f"Load average when the run began: {' / '.join(load_before)} (1 / 5 / 15 min). Server and load generator "
+        "share the same cores (loopback), as the issue asks.",
         "",
         "## Calibration (in-process, `Engine.predict`)",
         "",
