@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from model_zoo.checkpoint import SHIPPED_CHECKPOINT
-from training.evaluate import evaluate_with_maps
+from training.evaluate import evaluate, evaluate_with_maps
 from training.figures import plot_confusion, plot_curves, plot_heatmap_grid
 from training.localisation import localisation_scores, read_boxes
 
@@ -110,7 +110,17 @@ def write_report(res: dict, out: Path, command: str) -> str:
     lines += ["## Attention heatmaps (paper Figure 9)", "",
               "MIAM's spatial map Ms(F') of the first test image of each class, upsampled and min-max scaled.", "",
               f"![heatmaps]({rel(res['figures']['heatmaps'])})", ""]
+    if "train_top1" in res:
+        lines += ["### Why the accuracy target is missed", "",
+                  f"The same checkpoint scores {_pct(res['train_top1'])} on its own (un-augmented) training images: "
+                  "the model underfits rather than overfits. Its last-epoch accuracy on augmented training batches "
+                  f"was {_pct(log[-1]['train_acc']) if (log := res['log']) else 'n/a'}. A first run of this recipe "
+                  "with a stronger random-resized crop (scale 0.6-1) and 50 epochs reached 95.78% "
+                  "(`reports/runs/ilcs_v0/`). What would close the gap, none of it fitting the 45-minute budget "
+                  "on this 2-core CPU: a longer schedule (100-200 epochs), NEU's native 200x200 input, which "
+                  "costs 2-3x per epoch here, or a GPU.", ""]
     if loc:
+        overall = loc.get("all", {})
         lines += ["### Localisation against the NEU boxes (beyond the paper)", "",
                   "Own-class boxes only. *Energy in boxes*: share of heatmap mass inside them; *chance*: the boxes' "
                   "share of the image, what a flat map would score. *Pointing game*: the heatmap's peak is in a box.",
@@ -118,6 +128,11 @@ def write_report(res: dict, out: Path, command: str) -> str:
         for c, m in loc.items():
             lines.append(f"| {c} | {m['n']} | {_pct(m['energy_in_boxes'])} | {_pct(m['box_area_share'])} | "
                          f"{_pct(m['pointing_game'])} |")
+        if overall:
+            lines += ["", f"Over all classes the heatmap puts {_pct(overall['energy_in_boxes'])} of its mass in the "
+                      f"boxes against {_pct(overall['box_area_share'])} by chance: MIAM's spatial map is close to "
+                      "flat at the scale of the boxes, so it localises defects only weakly; on blob and line defects "
+                      "(patches, scratches) the pictures above do show it on the defect."]
         lines.append("")
     lines += [
         "## Recipe (the defaults of `ilcs train`)", "",
@@ -131,11 +146,11 @@ def write_report(res: dict, out: Path, command: str) -> str:
         "",
         "- **Input 160x160** (paper: 300x300 from NEU's 200x200, i.e. upsampled). On this 2-core CPU a 200x200 "
         "training step costs 2-3x a 160x160 one (Block 1's full-resolution attention maps fall out of cache); "
-        "the 160 input made a 50-epoch schedule fit. Heatmaps are 20x20, upsampled.",
+        "the 160 input made a 60-epoch schedule fit. Heatmaps are 20x20, upsampled.",
         "- **Classifier head `gap`** (global average + max pooling, 512 -> 128 -> 6) instead of flatten + 2 FC: "
         "0.20M instead of 2.24M parameters, any input size (model_zoo/DESIGN.md).",
-        "- **Augmentation**: the paper's horizontal flip, random crop (random-resized crop, scale 0.6-1, "
-        "ratio 0.8-1.25) and Gaussian blur (p = 0.3, sigma 0.1-1.5), **plus a vertical flip** (defects have no "
+        "- **Augmentation**: the paper's horizontal flip, random crop (random-resized crop, scale 0.8-1, "
+        "ratio 0.9-1.1) and Gaussian blur (p = 0.3, sigma 0.1-1.5), **plus a vertical flip** (defects have no "
         "up or down).",
         "- **Optimiser**: AdamW with warm-up and cosine decay, label smoothing 0.1 (the paper names none).",
         "- **Split**: 70/30 as the paper, but its 70% side also gives a validation slice for choosing the "
@@ -151,6 +166,7 @@ def report_cli(args) -> None:
     out = Path(args.out)
     res = make_figures(args.checkpoint or SHIPPED_CHECKPOINT, args.data, args.split_manifest, args.log,
                        out.parent / "figures")
+    res["train_top1"] = evaluate(args.checkpoint or SHIPPED_CHECKPOINT, args.data, args.split_manifest, "train")["top1"]
     command = "ilcs report" + (f" --log {args.log}" if args.log else "")
     write_report(res, out, command)
     print(f"wrote {out}")
