@@ -49,7 +49,7 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, opset: int = 18)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines are not our output
         torch.onnx.export(
-            _WithAttention(model), (example,), str(out), dynamo=True, opset_version=opset,
+            _WithAttention(model).eval(), (example,), str(out), dynamo=True, opset_version=opset,
             input_names=["image"], output_names=["logits", "attention"], dynamic_shapes={"x": {0: batch}},
         )
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
