@@ -560,7 +560,7 @@ def render_report(
         big = _point(results, r["model"], r["path"], max(sizes), max(batches))
         lines.append(
             f"| {r['model']} | {r['path']} | {r['params'] / 1e6:.2f} | "
-            + " | ".join(f"{r['gflops'][str(s)] if str(s) in r['gflops'] else r['gflops'][s]:.2f}" for s in sizes)
+            + " | ".join(f"{float(r['gflops'].get(str(s), r['gflops'].get(s, float('nan')))):.2f}" for s in sizes)
             + f" | {big['gflop_per_s'] if big else float('nan'):.0f} | {r['rss_start_mb']:.0f} | "
             f"{r['peak_rss_mb']:.0f} |"
         )
