@@ -290,7 +290,7 @@ def format_report(command, card, device, threads, rows, batch, delay_ms, raw, le
         calibration.format_table(rows, batch),
         "",
         f"Chosen: batch size {batch}, delay {delay_ms} ms (`service/calibration.py`: the smallest batch within 5% "
-        "of the best throughput; the delay is one batch's time).",
+        "of the best throughput; the delay is half a one-image model call, within 1-10 ms).",
         "",
         "## Service under load",
         "",

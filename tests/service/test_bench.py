@@ -19,12 +19,13 @@ def test_calibration_picks_the_smallest_batch_near_the_best_throughput():
     table = rows((1, 50.0), (2, 80.0), (4, 96.0), (8, 100.0), (16, 90.0))
     size, delay_ms = calibration.choose(table)
     assert size == 4, "96 images/s is within 5% of the best (100): the smaller batch answers sooner"
-    assert delay_ms == pytest.approx(1e3 * 4 / 96.0, abs=0.1), "the delay is one batch's time"
+    assert delay_ms == 10.0, "half a one-image call (20 ms / 2)"
 
 
-def test_calibration_delay_is_kept_between_1_and_100_ms():
+def test_calibration_delay_is_half_a_one_image_call_between_1_and_10_ms():
+    assert calibration.choose(rows((1, 125.0), (8, 130.0)))[1] == 4.0
     assert calibration.choose(rows((1, 5000.0)))[1] == 1.0
-    assert calibration.choose(rows((64, 100.0)))[1] == 100.0
+    assert calibration.choose(rows((1, 10.0), (64, 100.0)))[1] == 10.0
 
 
 def test_calibration_table_marks_the_pick():
