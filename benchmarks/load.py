@@ -65,6 +65,9 @@ class Level:
         return float(np.percentile(self.latencies, q) * 1e3)
 
 
+ROUNDS = 3  # saturation runs, each between two raw measurements
+
+
 def main(args: argparse.Namespace | None = None) -> None:
     """Run the benchmark and write the report (``args``: clients, requests, out; None: defaults)."""
     from service import calibration
@@ -77,45 +80,56 @@ def main(args: argparse.Namespace | None = None) -> None:
     settings = get_settings()
     load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"] * 3
 
-    engine = Engine.load(settings.checkpoint, settings.device, settings.threads)
+    engine = Engine.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers)
     rows = calibration.measure(engine, calibration.DEFAULT_SIZES, settings.calibration_seconds)
     batch, delay_ms = calibration.choose(rows)
     print(calibration.format_table(rows, batch), f"\nchosen: batch {batch}, delay {delay_ms} ms", flush=True)
-    raw = raw_throughput(engine, batch, images=max(requests, 20 * batch))
-    print(f"raw model throughput at batch {batch}: {raw:.1f} images/s", flush=True)
-    card, device, threads = engine.card, engine.device, torch.get_num_threads()
-    del engine
 
     payloads = request_payloads(load_images())
-    levels = sorted({1, 4, clients, 4 * clients})
-    results = []
+    levels: list[Level] = []
+    raws: list[float] = []
     with Service(batch, delay_ms, queue_size=max(256, 8 * clients)) as svc:
         run_level(svc, payloads, clients=min(4, clients), requests=50)  # warm the server's paths
-        for n in levels:
-            level = run_level(svc, payloads, n, requests)
-            results.append(level)
-            print(
-                f"{n:>3} clients: {level.throughput:7.1f} req/s, p50 {level.percentile_ms(50):6.1f} ms, "
-                f"p99 {level.percentile_ms(99):6.1f} ms, mean batch {level.mean_batch:.1f}, errors {level.errors}",
-                flush=True,
-            )
+        for n in sorted({1, 4, clients}):
+            levels.append(_show(run_level(svc, payloads, n, requests)))
+        # This machine's speed drifts by tens of percent over minutes (a shared VM), so the
+        # ceiling is measured right before and after each saturation run, not once.
+        raws.append(_show_raw(raw_throughput(engine, batch), batch))
+        for _ in range(ROUNDS):
+            levels.append(_show(run_level(svc, payloads, 4 * clients, requests)))
+            raws.append(_show_raw(raw_throughput(engine, batch), batch))
     command = "ilcs bench --load " + " ".join(f"--{k} {v}" for k, v in (("clients", clients), ("requests", requests)))
-    report = format_report(command, card, device, threads, rows, batch, delay_ms, raw, results, load_before)
+    machine_info = {
+        "load": load_before,
+        "threads": torch.get_num_threads(),
+        "workers": engine.workers,
+        "device": engine.device,
+    }
+    report = format_report(command, engine.card, machine_info, rows, batch, delay_ms, raws, levels)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(f"wrote {out}")
 
 
-def raw_throughput(engine, batch: int, images: int) -> float:
-    """Images/s of ``engine.predict`` on prepared NEU-sized inputs, ``batch`` at a time."""
-    rng = np.random.default_rng(0)
-    inputs = [engine.prepare(rng.integers(0, 256, (200, 200), dtype=np.uint8)) for _ in range(batch)]
-    engine.predict(inputs)
-    calls = max(3, images // batch)
-    start = time.perf_counter()
-    for _ in range(calls):
-        engine.predict(inputs)
-    return calls * batch / (time.perf_counter() - start)
+def _show(level: Level) -> Level:
+    print(
+        f"{level.clients:>3} clients: {level.throughput:7.1f} req/s, p50 {level.percentile_ms(50):6.1f} ms, "
+        f"p99 {level.percentile_ms(99):6.1f} ms, mean batch {level.mean_batch:.1f}, errors {level.errors}",
+        flush=True,
+    )
+    return level
+
+
+def _show_raw(raw: float, batch: int) -> float:
+    print(f"raw model throughput at batch {batch}: {raw:.1f} images/s", flush=True)
+    return raw
+
+
+def raw_throughput(engine, batch: int, seconds: float = 5.0) -> float:
+    """Images/s of the model as the service runs it, without the service: ``calibration.measure`` at ``batch``."""
+    from service import calibration
+
+    return calibration.measure(engine, (batch,), min_seconds=seconds)[0].images_per_s
 
 
 def load_images(count_per_class: int = 10) -> list[bytes]:
@@ -260,12 +274,13 @@ def machine() -> dict[str, str]:
     return info
 
 
-def format_report(command, card, device, threads, rows, batch, delay_ms, raw, levels, load_before) -> str:
+def format_report(command, card, info, rows, batch, delay_ms, raws, levels) -> str:
     from service import calibration
 
     m = machine()
-    best = max(levels, key=lambda lv: lv.throughput)
-    ratio = best.throughput / raw
+    saturation = levels[-ROUNDS:]
+    ratios = [lv.throughput / ((a + b) / 2) for lv, a, b in zip(saturation, raws[:-1], raws[1:], strict=True)]
+    median = float(np.median(ratios))
     lines = [
         "# Service benchmark: throughput and latency of the inspection service on this machine",
         "",
@@ -277,12 +292,13 @@ def format_report(command, card, device, threads, rows, batch, delay_ms, raw, le
         "| --- | --- |",
         f"| CPU | {m['cpu']} |",
         f"| cores | {m['cores']} |",
-        f"| torch | {m['torch']}, {threads} intra-op threads, device {device} |",
+        f"| torch | {m['torch']}, device {info['device']}: {info['workers']} model workers x {info['threads']} "
+        "intra-op threads |",
         f"| Python | {m['python']} |",
         f"| checkpoint | {card.name} v{card.version} ({card.arch}, input {card.input_size}), "
         f"sha256 `{card.weights_sha256[:16]}...` |",
         "",
-        f"Load average when the run began: {' / '.join(load_before)} (1 / 5 / 15 min). Server and load generator "
+        f"Load average when the run began: {' / '.join(info['load'])} (1 / 5 / 15 min). Server and load generator "
         "share the same cores (loopback), as the issue asks.",
         "",
         "## Calibration (in-process, `Engine.predict`)",
@@ -294,25 +310,38 @@ def format_report(command, card, device, threads, rows, batch, delay_ms, raw, le
         "",
         "## Service under load",
         "",
-        f"Raw model throughput at batch {batch} (no HTTP, no decoding, no heatmap): **{raw:.1f} images/s**.",
+        "Each request: `POST /classify`, a 200 x 200 NEU JPEG as `image/jpeg`, answered with the gray heatmap PNG",
+        "(the full product path: HTTP, decode, preprocess, queue, batched model, heatmap, JSON).",
         "",
-        "Each request: `POST /classify`, a 200 x 200 NEU JPEG as `image/jpeg`, answer with the gray heatmap PNG.",
-        "",
-        "| clients | requests | errors | throughput (req/s) | of raw | p50 ms | p95 ms | p99 ms | mean batch "
+        "| clients | requests | errors | throughput (req/s) | p50 ms | p95 ms | p99 ms | mean batch "
         "| server CPU s | client CPU s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for lv in levels:
         lines.append(
-            f"| {lv.clients} | {lv.requests} | {lv.errors} | {lv.throughput:.1f} | {lv.throughput / raw:.0%} "
+            f"| {lv.clients} | {lv.requests} | {lv.errors} | {lv.throughput:.1f} "
             f"| {lv.percentile_ms(50):.1f} | {lv.percentile_ms(95):.1f} | {lv.percentile_ms(99):.1f} "
             f"| {lv.mean_batch:.1f} | {lv.server_cpu_s:.1f} | {lv.client_cpu_s:.1f} |"
         )
-    verdict = "met" if ratio >= 0.9 else "missed"
     lines += [
         "",
-        f"At saturation ({best.clients} clients) the service serves **{best.throughput:.1f} requests/s, "
-        f"{ratio:.0%} of the raw model throughput**: the goal of at least 90% is {verdict}.",
+        "## Service against the raw model at saturation",
+        "",
+        f"Raw: `Engine.predict` in the benchmark process at batch {batch}, with as many calls side by side as the",
+        "service has model workers, on prepared inputs (stack, `forward_with_attention`, softmax, unbatch; no",
+        "decoding, no heatmap, no HTTP), measured for 5 s right before and after each saturation run of the",
+        f"service ({saturation[0].clients} clients).",
+        "",
+        "| run | raw before (img/s) | service (req/s) | raw after (img/s) | service / mean raw |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for i, (lv, ratio) in enumerate(zip(saturation, ratios, strict=True)):
+        lines.append(f"| {i + 1} | {raws[i]:.1f} | {lv.throughput:.1f} | {raws[i + 1]:.1f} | {ratio:.0%} |")
+    verdict = "met" if median >= 0.9 else "missed"
+    lines += [
+        "",
+        f"Median: the service serves **{median:.0%} of the raw model throughput** at saturation; "
+        f"the goal of at least 90% is {verdict}.",
         "",
     ]
     return "\n".join(lines)

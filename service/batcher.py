@@ -3,13 +3,18 @@
 A request puts a ``Pending`` (its prepared input and a ``Future``) into a bounded
 ``asyncio.Queue``; a full queue is refused at once (``QueueFull``, 503), so
 overload turns into fast rejections instead of unbounded latency. One background
-task takes the first waiting item, then more until ``max_batch_size`` or until
-``max_delay_s`` after the first, drops the items nobody waits for any more
-(client gone or deadline passed), runs ``predict`` on the rest in a dedicated
-model thread (off the event loop), checks it returned one output per input and
-resolves every future. A failed batch sets an exception on every future of that
-batch and the loop carries on with the next. ``stop()`` cancels the task and
-fails what is still queued.
+task waits for a free model worker, takes the first waiting item, then more until
+``max_batch_size`` or until ``max_delay_s`` after the first, drops the items nobody
+waits for any more (client gone or deadline passed), and hands the rest to the
+worker: ``predict`` runs in one of ``workers`` dedicated model threads (off the
+event loop), its output count is checked and every future resolved. A failed
+batch sets an exception on every future of that batch and the others carry on.
+``stop()`` cancels the task and the running batches and fails what is queued.
+
+Several workers: on a small CPU, two single-threaded model calls side by side
+beat one call on two threads (measured here: ~90 against ~55 images/s on two
+cores, see ``reports/service-bench.md``), and HTTP work preempting one of them
+slows only that one instead of stalling a parallel region at every barrier.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class MicroBatcher(Generic[T]):
         max_delay_s: Longest wait for a batch to fill, counted from its first input.
         queue_size: Inputs that may wait; ``submit`` raises ``QueueFull`` beyond.
         metrics: Where queue depth and wait, batch size and inference time are recorded.
+        workers: Model threads, each running one batch at a time.
     """
 
     def __init__(
@@ -68,14 +74,18 @@ class MicroBatcher(Generic[T]):
         max_delay_s: float,
         queue_size: int,
         metrics: Metrics,
+        workers: int = 1,
     ) -> None:
         self.predict = predict
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.queue_size = queue_size
         self._metrics = metrics
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_size)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ilcs-model")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ilcs-model")
+        self._free_workers = asyncio.Semaphore(workers)
+        self._running: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         self._closed = False
 
@@ -88,19 +98,25 @@ class MicroBatcher(Generic[T]):
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ilcs-batcher")
 
     async def stop(self) -> None:
-        """Cancel the batching task and fail every input still waiting (503)."""
+        """Cancel the batching task and the running batches; fail every input still waiting (503)."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         while not self._queue.empty():
             self._fail(self._queue.get_nowait(), _shutting_down())
         self._metrics.queue_depth.set(0)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_in_model_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` in the model thread, between batches (warm-up, calibration)."""
+        """Run ``fn(*args)`` in a model thread (calibration); call it before requests arrive."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run_in_every_model_thread(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """Run ``fn(*args)`` once per model worker, side by side (warm-up); before requests arrive."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(*(loop.run_in_executor(self._executor, fn, *args) for _ in range(self.workers)))
 
     def submit(self, inputs: Sequence[Any], deadline: float) -> list[asyncio.Future]:
         """Queue ``inputs`` (all or none) and return one future each.
@@ -129,11 +145,11 @@ class MicroBatcher(Generic[T]):
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
+            await self._free_workers.acquire()
+            batch: list[Pending] = []
             try:
+                batch = await self._collect()
                 live = self._drop_stale(batch)
-                if live:
-                    await self._run_batch(live)
             except asyncio.CancelledError:
                 for pending in batch:
                     self._fail(pending, _shutting_down())
@@ -142,6 +158,17 @@ class MicroBatcher(Generic[T]):
                 log.exception("batcher: unexpected error; failing this batch and carrying on")
                 for pending in batch:
                     self._fail(pending, InferenceFailed("unexpected error in the batcher; the request can be retried"))
+                live = []
+            if not live:
+                self._free_workers.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_batch(live))
+            self._running.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._free_workers.release()
 
     async def _collect(self) -> list[Pending]:
         batch = [await self._queue.get()]
@@ -186,6 +213,10 @@ class MicroBatcher(Generic[T]):
             if len(outputs) != len(batch):
                 msg = f"the model returned {len(outputs)} outputs for a batch of {len(batch)} inputs"
                 raise RuntimeError(msg)
+        except asyncio.CancelledError:
+            for pending in batch:
+                self._fail(pending, _shutting_down())
+            raise
         except Exception as exc:
             log.exception("batcher: the model failed on a batch of %d", len(batch))
             for pending in batch:

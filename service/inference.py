@@ -12,6 +12,7 @@ in the batcher's model thread; none of them touches the event loop.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from model_zoo.device import inference_dtype, resolve_device
 from model_zoo.preprocess import ImageDecodeError, ImageTooLargeError, Preprocess, decode_gray
 from service.errors import BadImage
 
-__all__ = ["Engine", "Prediction", "decode_frame", "decode_image", "top_k"]
+__all__ = ["Engine", "Prediction", "decode_frame", "decode_image", "plan_workers", "top_k"]
 
 log = logging.getLogger("service")
 _BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
@@ -71,10 +72,25 @@ def top_k(scores: np.ndarray, labels: list[str], k: int = 5) -> list[tuple[int, 
     return [(int(i), labels[i], float(scores[i])) for i in order]
 
 
-class Engine:
-    """The loaded model with its card, preprocessing, device and dtype."""
+def plan_workers(device: torch.device, workers: int | None, threads: int | None) -> tuple[int, int]:
+    """How many model workers, with how many torch threads each.
 
-    def __init__(self, model: nn.Module, card: ModelCard, device: torch.device) -> None:
+    On a GPU one worker (torch's threads unless told). On the CPU the cores are
+    shared out: by default one single-threaded worker per core, because on a small
+    CPU independent single-threaded calls side by side outrun one multi-threaded call.
+    """
+    if device.type != "cpu":
+        return workers or 1, threads or torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = workers or max(1, cores // (threads or 1))
+    return workers, threads or max(1, cores // workers)
+
+
+class Engine:
+    """The loaded model with its card, preprocessing, device and dtype; ``workers`` may call ``predict`` at once."""
+
+    def __init__(self, model: nn.Module, card: ModelCard, device: torch.device, workers: int = 1) -> None:
+        self.workers = workers
         self.device = device
         self.dtype = inference_dtype(device)
         self.model = model.to(device=device, dtype=self.dtype).eval()
@@ -82,16 +98,21 @@ class Engine:
         self.preprocess = Preprocess.from_card(card)
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "auto", threads: int | None = None) -> Engine:
-        """Load and verify a checkpoint onto ``device`` ("auto": CUDA in fp16 when present, else CPU)."""
-        if threads:
-            torch.set_num_threads(threads)
+    def load(
+        cls, checkpoint: str | Path, device: str = "auto", threads: int | None = None, workers: int | None = None
+    ) -> Engine:
+        """Load and verify a checkpoint onto ``device`` ("auto": CUDA in fp16 when present, else CPU).
+
+        ``workers`` and ``threads`` default as ``plan_workers`` says; torch's thread count is set process-wide.
+        """
         dev = resolve_device(device)
+        workers, threads = plan_workers(dev, workers, threads)
+        torch.set_num_threads(threads)
         model, card = load_checkpoint(checkpoint, map_location=dev)
-        engine = cls(model, card, dev)
+        engine = cls(model, card, dev, workers)
         log.info(
-            "loaded %s v%s (%s, sha256 %s) on %s/%s, %d torch threads",
-            card.name, card.version, card.arch, card.weights_sha256[:12], dev, engine.dtype, torch.get_num_threads(),
+            "loaded %s v%s (%s, sha256 %s) on %s/%s: %d model workers x %d torch threads",
+            card.name, card.version, card.arch, card.weights_sha256[:12], dev, engine.dtype, workers, threads,
         )  # fmt: skip
         return engine
 

@@ -41,7 +41,9 @@ When API keys are set, `/classify*` and `/model` need `Authorization: Bearer <ke
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = await run_in_threadpool(Engine.load, settings.checkpoint, settings.device, settings.threads)
+    engine = await run_in_threadpool(
+        Engine.load, settings.checkpoint, settings.device, settings.threads, settings.model_workers
+    )
     runtime = Runtime(engine, settings, app.state.metrics)
     runtime.batcher.start()
     app.state.runtime = runtime

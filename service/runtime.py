@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import torch
+
 from service import calibration
 from service.batcher import MicroBatcher
 from service.errors import NotReady
@@ -34,6 +36,7 @@ class Runtime:
             max_delay_s=settings.max_delay_ms / 1e3,
             queue_size=settings.queue_size,
             metrics=metrics,
+            workers=engine.workers,
         )
         self.calibration: list[CalibrationRow] | None = None
         self.ready = False
@@ -48,8 +51,9 @@ class Runtime:
             if self.settings.calibrate:
                 await self._calibrate()
             if self.settings.warmup:
-                seconds = await self.batcher.run_in_model_thread(self.engine.warmup, self.batcher.max_batch_size)
-                log.info("warm-up: batch sizes 1..%d in %.2f s", self.batcher.max_batch_size, seconds)
+                size = self.batcher.max_batch_size
+                seconds = await self.batcher.run_in_every_model_thread(self.engine.warmup, size)
+                log.info("warm-up: batch sizes 1..%d in %.2f s on each of %d workers", size, max(seconds), len(seconds))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # stay alive but unready: /readyz says why, the orchestrator restarts us
@@ -78,6 +82,8 @@ class Runtime:
             **self.engine.card.model_dump(),
             serving=ServingInfo(
                 device=str(self.engine.device),
+                workers=self.engine.workers,
+                threads=torch.get_num_threads(),
                 dtype=str(self.engine.dtype).removeprefix("torch."),
                 max_batch_size=self.batcher.max_batch_size,
                 max_delay_ms=self.batcher.max_delay_s * 1e3,

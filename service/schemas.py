@@ -106,6 +106,8 @@ class CalibrationRow(BaseModel):
 class ServingInfo(BaseModel):
     device: str
     dtype: str
+    workers: int = Field(description="model threads running batches side by side")
+    threads: int = Field(description="torch threads of each")
     max_batch_size: int
     max_delay_ms: float
     queue_size: int

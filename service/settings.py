@@ -33,7 +33,10 @@ class Settings(BaseSettings):
 
     checkpoint: Path = Field(SHIPPED_CHECKPOINT, description="checkpoint stem, .json or .safetensors path")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads on the CPU (default: torch's)")
+    threads: int | None = Field(None, ge=1, description="torch threads per model worker (CPU default: cores / workers)")
+    model_workers: int | None = Field(
+        None, ge=1, description="model threads running batches side by side (default: one per CPU core; 1 on a GPU)"
+    )
 
     max_batch_size: int = Field(16, ge=1, le=256, description="largest batch the model runs")
     max_delay_ms: float = Field(

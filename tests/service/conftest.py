@@ -78,6 +78,9 @@ def settings(tiny_checkpoint) -> Callable[..., Settings]:
             # One torch thread: a tiny model gains nothing from two, and on a busy 2-core machine
             # two OpenMP threads spinning against other processes make every call ~100x slower.
             "threads": 1,
+            # One model worker, so a gated model call holds back every later batch (tests of
+            # several workers say so).
+            "model_workers": 1,
         }
         return IsolatedSettings(**{**base, **overrides})
 

@@ -170,3 +170,21 @@ def test_stop_fails_what_is_queued_and_refuses_new_work():
             b.submit([4], later())
 
     run(scenario)
+
+
+def test_several_workers_run_batches_side_by_side():
+    async def scenario():
+        model = Recorder(closed=True)
+        b = MicroBatcher(model, max_batch_size=2, max_delay_s=0, queue_size=16, metrics=Metrics(), workers=2)
+        b.start()
+        futures = b.submit([1, 2], later())
+        await asyncio.to_thread(model.entered.wait, GUARD)
+        futures += b.submit([3, 4], later())
+        while len(model.batches) < 2:  # the second worker takes the next batch while the first is held
+            await asyncio.sleep(0.001)
+        assert model.batches == [[1, 2], [3, 4]]
+        model.gate.set()
+        assert [r.output for r in await asyncio.gather(*futures)] == [2, 4, 6, 8]
+        await b.stop()
+
+    run(scenario)

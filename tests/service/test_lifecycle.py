@@ -124,3 +124,32 @@ def test_each_app_has_its_own_registry(live, png):
     with live() as one, live() as two:
         one.classify(png)
         assert one.metric("ilcs_batch_size_count") == 1 and two.metric("ilcs_batch_size_count") == 0
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads", "plan"),
+    [
+        (2, None, None, (2, 1)),
+        (8, None, None, (8, 1)),
+        (8, None, 4, (2, 4)),
+        (8, 2, None, (2, 4)),
+        (1, None, None, (1, 1)),
+    ],
+)
+def test_the_cpu_is_shared_out_between_model_workers(monkeypatch, cores, workers, threads, plan):
+    import torch
+
+    from service.inference import plan_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert plan_workers(torch.device("cpu"), workers, threads) == plan
+
+
+def test_two_model_workers_serve_two_batches_at_once(live, gate, png, until):
+    with live(model_workers=2, max_batch_size=1) as svc:
+        assert svc.get("/model").json()["serving"]["workers"] == 2
+        g = gate(svc)
+        first = [svc.start("POST", "/classify", content=png, headers=PNG) for _ in range(2)]
+        until(lambda: len(g.batches) == 2, "both workers to hold a batch")
+        g.open()
+        assert [f.result().status_code for f in first] == [200, 200]
