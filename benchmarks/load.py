@@ -98,11 +98,12 @@ def main(args: argparse.Namespace | None = None) -> None:
         for _ in range(ROUNDS):
             levels.append(_show(run_level(svc, payloads, 4 * clients, requests)))
             raws.append(_show_raw(raw_throughput(engine, batch), batch))
-        one_call = one_call_at_a_time(engine, batch)
-        print(f"raw, one call at a time on every core: {one_call:.1f} images/s", flush=True)
-    # The same service with one model worker on every core (torch's usual way), for comparison.
+        one_batch, one_delay, one_call = one_call_at_a_time(engine)
+        print(f"raw, one call at a time on every core: {one_call:.1f} images/s at batch {one_batch}", flush=True)
+    # The same service with one model worker on every core (torch's usual way), at its own batch size.
     cores = str(os.cpu_count() or 1)
-    with Service(batch, delay_ms, max(256, 8 * clients), ILCS_MODEL_WORKERS="1", ILCS_THREADS=cores) as svc:
+    env = {"ILCS_MODEL_WORKERS": "1", "ILCS_THREADS": cores}
+    with Service(one_batch, one_delay, max(256, 8 * clients), **env) as svc:
         run_level(svc, payloads, clients=min(4, clients), requests=50)
         one_worker = run_level(svc, payloads, 4 * clients, requests)
         print(f"service with one worker on every core: {one_worker.throughput:.1f} req/s", flush=True)
@@ -113,6 +114,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         "workers": engine.workers,
         "device": engine.device,
         "one_call": one_call,
+        "one_batch": one_batch,
         "one_worker": one_worker.throughput,
     }
     report = format_report(command, engine.card, machine_info, rows, batch, delay_ms, raws, levels)
@@ -142,8 +144,11 @@ def raw_throughput(engine, batch: int, seconds: float = 5.0) -> float:
     return calibration.measure(engine, (batch,), min_seconds=seconds)[0].images_per_s
 
 
-def one_call_at_a_time(engine, batch: int, seconds: float = 5.0) -> float:
-    """Raw images/s the plain way, for comparison: one worker, torch's threads on every core."""
+def one_call_at_a_time(engine) -> tuple[int, float, float]:
+    """The plain way, for comparison: one worker with torch's threads on every core, calibrated on its own.
+
+    Returns its batch size, its delay (ms) and its raw images/s at that batch size.
+    """
     from service import calibration
     from service.inference import Engine
 
@@ -151,7 +156,9 @@ def one_call_at_a_time(engine, batch: int, seconds: float = 5.0) -> float:
     torch.set_num_threads(os.cpu_count() or 1)
     try:
         single = Engine(engine.model, engine.card, engine.device, workers=1)
-        return calibration.measure(single, (batch,), min_seconds=seconds)[0].images_per_s
+        rows = calibration.measure(single, tuple(b for b in calibration.DEFAULT_SIZES if b <= 16))
+        batch, delay_ms = calibration.choose(rows)
+        return batch, delay_ms, next(r.images_per_s for r in rows if r.batch_size == batch)
     finally:
         torch.set_num_threads(threads)
 
@@ -382,15 +389,16 @@ def format_report(command, card, info, rows, batch, delay_ms, raws, levels) -> s
         "parsing (uvicorn's pure-Python h11 parser), FastAPI and pydantic, JPEG decoding, preprocessing, the "
         "heatmap PNG, the JSON answer, thread hand-offs, and the model itself running slower beside them "
         "(shared caches, the GIL). On two cores every millisecond of it is taken from the model.",
-        f"- The plain way to run the model, one call at a time with torch's threads on every core, gives "
-        f"{info['one_call']:.1f} images/s here (measured once, after the runs above); the service's "
+        f"- The plain way to run the model, one call at a time with torch's threads on every core, calibrated "
+        f"on its own (batch {info['one_batch']}), gives {info['one_call']:.1f} images/s here; the service's "
         f"{service:.1f} requests/s are {service / info['one_call']:.0%} of that. Run as the service runs it, "
         f"{info['workers']} single-threaded workers side by side (`ILCS_MODEL_WORKERS`), the model alone is "
         f"faster ({float(np.mean(raws)):.1f} images/s), but the service cannot turn that into answers: the "
         "request handling above needs the CPU the second worker would use.",
-        f"- Still, the workers pay: the same service with one model worker using every core "
-        f"(`ILCS_MODEL_WORKERS=1 ILCS_THREADS={cores}`) served {info['one_worker']:.1f} requests/s at "
-        f"{saturation[0].clients} clients, against {service:.1f} with the default.",
+        f"- The same service with one model worker on every core (`ILCS_MODEL_WORKERS=1 ILCS_THREADS={cores}`, "
+        f"batch {info['one_batch']}) served {info['one_worker']:.1f} requests/s at {saturation[0].clients} "
+        f"clients, against {service:.1f} with the default; its ratio to its own raw throughput is "
+        f"{info['one_worker'] / info['one_call']:.0%}.",
         "",
     ]
     return "\n".join(lines)

@@ -12,9 +12,9 @@ batch sets an exception on every future of that batch and the others carry on.
 ``stop()`` cancels the task and the running batches and fails what is queued.
 
 Several workers: on a small CPU, two single-threaded model calls side by side
-beat one call on two threads (measured here: ~90 against ~55 images/s on two
-cores, see ``reports/service-bench.md``), and HTTP work preempting one of them
-slows only that one instead of stalling a parallel region at every barrier.
+beat one call on two threads (measured on the 2-core development VM: ~135
+against ~75 images/s, ``reports/service-bench.md``), and HTTP work preempting one
+of them slows only that one instead of stalling a parallel region at every barrier.
 """
 
 from __future__ import annotations
