@@ -1,7 +1,9 @@
 """The ``ilcs`` command: the one place that knows model_zoo, training and service.
 
 Each subcommand imports its package only when it runs, so ``ilcs serve`` in a
-serving container never loads training code and ``ilcs train`` never loads the web stack.
+serving container never loads the training loop (the parser reads the recipe's
+defaults from ``training/config.py``, standard library only) and ``ilcs train``
+never loads the web stack.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training.train import TrainConfig
+    from training.config import TrainConfig  # the recipe's defaults; stdlib only
 
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="ilcs", description="ILCS steel-surface defect classifier: train, evaluate, serve")

@@ -20,18 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from model_zoo.preprocess import decode_gray
+from training.config import default_neu_root
 
 __all__ = ["IMAGE_SUFFIXES", "ImageSet", "default_neu_root", "load_image_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-
-
-def default_neu_root() -> Path:
-    """``$ILCS_NEU_DIR`` or ``../shared/data/neu-det`` relative to the project root."""
-    import os
-
-    env = os.environ.get("ILCS_NEU_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "neu-det"
 
 
 @dataclass

@@ -14,7 +14,7 @@ import math
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,37 +26,13 @@ from model_zoo.device import resolve_device
 from model_zoo.preprocess import Preprocess
 from model_zoo.registry import create_model
 from training.augment import train_transform
-from training.data import default_neu_root, load_image_folder
+from training.config import DEFAULT_MANIFEST, TrainConfig
+from training.data import load_image_folder
 from training.engine import predict, train_one_epoch
 from training.metrics import classification_report
 from training.split import load_manifest, manifest_sha256
 
-__all__ = ["TrainConfig", "train"]
-
-DEFAULT_MANIFEST = Path(__file__).parent / "splits" / "neu_seed0.json"
-
-
-@dataclass
-class TrainConfig:
-    model: str = "ilcs"
-    data: str = field(default_factory=lambda: str(default_neu_root()))
-    manifest: str = str(DEFAULT_MANIFEST)
-    out: str = "runs/ilcs"
-    epochs: int = 60
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    input_size: int = 160
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    channels_last: bool = True
-    resume: str | None = None
-    model_kwargs: dict = field(default_factory=dict)
-    version: str = "1.0.0"
-
+__all__ = ["DEFAULT_MANIFEST", "TrainConfig", "train"]
 
 def _git_commit() -> str:
     try:

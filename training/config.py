@@ -1,0 +1,44 @@
+"""The training recipe as a plain dataclass: ``TrainConfig``'s defaults ARE the recipe
+that produced the shipped checkpoint (``reports/neu-ilcs.md`` names them).
+
+Standard library only, so ``ilcs --help`` and ``ilcs serve`` can read the defaults
+without importing torch or the training loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DEFAULT_MANIFEST", "TrainConfig", "default_neu_root"]
+
+DEFAULT_MANIFEST = Path(__file__).parent / "splits" / "neu_seed0.json"
+
+
+def default_neu_root() -> Path:
+    """``$ILCS_NEU_DIR`` or ``../shared/data/neu-det`` relative to the project root."""
+    env = os.environ.get("ILCS_NEU_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "neu-det"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "ilcs"
+    data: str = field(default_factory=lambda: str(default_neu_root()))
+    manifest: str = str(DEFAULT_MANIFEST)
+    out: str = "runs/ilcs"
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    input_size: int = 160
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    channels_last: bool = True
+    resume: str | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    version: str = "1.0.0"
