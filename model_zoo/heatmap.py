@@ -6,6 +6,8 @@ so both show the same thing.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -23,9 +25,21 @@ def upsample_attention(attention: np.ndarray | torch.Tensor, height: int, width:
 
 
 def overlay(gray: np.ndarray, heat: np.ndarray, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
-    """Blend a [0, 1] heatmap, coloured with ``cmap`` (red = strong), over an H x W uint8 image -> H x W x 3 uint8."""
+    """Blend a [0, 1] heatmap, coloured with ``cmap`` (red = strong), over an H x W uint8 image -> H x W x 3 uint8.
+
+    Works in 8 bits through a 256-entry colour table, so a 4096 x 4096 image costs
+    tens of megabytes, not the gigabyte a float64 RGBA array of it would.
+    """
+    lut = _colour_table(cmap)  # 256 x 3 uint8
+    colour = lut[np.rint(np.clip(heat, 0.0, 1.0) * 255.0).astype(np.uint8)]
+    base = gray[..., None].astype(np.uint16)
+    blend = (1 - alpha) * 256.0, alpha * 256.0  # fixed point: weights in 1/256ths
+    out = (base * round(blend[0]) + colour.astype(np.uint16) * round(blend[1]) + 128) >> 8
+    return out.astype(np.uint8)
+
+
+@functools.cache
+def _colour_table(cmap: str) -> np.ndarray:
     from matplotlib import colormaps
 
-    colour = colormaps[cmap](heat)[..., :3]
-    base = np.repeat(gray[..., None].astype(np.float32) / 255.0, 3, axis=-1)
-    return np.clip(255.0 * ((1 - alpha) * base + alpha * colour), 0, 255).astype(np.uint8)
+    return np.rint(colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.uint8)
