@@ -81,7 +81,7 @@ def train(cfg: TrainConfig) -> ModelCard:
     fit_images = [torch.from_numpy(img)[None] for img in fit.images]
     fit_labels = torch.from_numpy(fit.labels)
 
-    hyper = {"input_size": cfg.input_size, **cfg.model_kwargs}
+    hyper = cfg.model_options()
     model = create_model(cfg.model, num_classes=len(data.classes), **hyper).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -7,6 +7,12 @@
 MIAM keeps the shape of its input, so it plugs in after any backbone's last
 feature map (see ``create_attn``). ``forward_with_attention`` also returns the
 spatial map Ms(F'): it is the map this project shows as the heatmap (paper Fig. 9).
+
+``interactive_scale_init`` (default ``None``: eq. 11 exactly) turns eq. 11 into
+F''' = F'' + gamma * Mi(F) with one learnable gamma starting at that value (the
+zero-initialised residual gate of SAGAN and LayerScale). Mi(F) is quadratic in the
+ReLU6 features (up to 36 where F'' is at most 6); added at full weight from the
+first step it slows training several-fold (``model_zoo/DESIGN.md``).
 """
 
 from __future__ import annotations
@@ -35,10 +41,16 @@ class MIAM(nn.Module):
         channels: Channels C of the feature map it refines.
         reduction: Channel-attention MLP squeeze ratio (paper/CBAM: 16).
         spatial_kernel: Spatial-attention kernel (paper: 3).
+        interactive_scale_init: ``None`` (paper) adds Mi(F) as it is; a number makes its
+            weight a learnable scalar starting there (0.0: MIAM starts as CA + SA).
     """
 
-    def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 3) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 16, spatial_kernel: int = 3, interactive_scale_init: float | None = None
+    ) -> None:
         super().__init__()
+        init = interactive_scale_init
+        self.gamma = None if init is None else nn.Parameter(torch.tensor(float(init)))
         self.channel = ChannelAttention(channels, reduction=reduction)
         self.spatial = SpatialAttention(spatial_kernel)
         self.interactive = InteractiveAttention()
@@ -47,7 +59,8 @@ class MIAM(nn.Module):
         f1 = self.channel(x)  # eq. 9
         ms = self.spatial.attention(f1)
         f2 = f1 * ms  # eq. 10
-        return AttendedFeatures(f2 + self.interactive(x), ms)  # eq. 11
+        mi = self.interactive(x)
+        return AttendedFeatures(f2 + (mi if self.gamma is None else self.gamma * mi), ms)  # eq. 11
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_attention(x).features

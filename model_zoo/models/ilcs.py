@@ -125,6 +125,8 @@ class ILCS(AttentionClassifier):
         hidden: Hidden width of the classifier (``None``: the head's default).
         drop_rate: Dropout in the classifier.
         miam: Whether to refine the last map with MIAM (paper: yes).
+        interactive_scale_init: Learnable weight of MIAM's interactive term, and its start
+            (``None``: the paper's eq. 11, weight 1, fixed; see ``layers/miam.py``).
         reduction, spatial_kernel, downsample, pool_at: passed to every block (and MIAM).
     """
 
@@ -138,6 +140,7 @@ class ILCS(AttentionClassifier):
         hidden: int | None = None,
         drop_rate: float = 0.2,
         miam: bool = True,
+        interactive_scale_init: float | None = None,
         reduction: int = 16,
         spatial_kernel: int = 3,
         downsample: str = "separable",
@@ -152,7 +155,11 @@ class ILCS(AttentionClassifier):
             )
             chs = out
         self.lcs = nn.Sequential(*blocks)
-        self.miam = MIAM(chs, reduction=reduction, spatial_kernel=spatial_kernel) if miam else None
+        self.miam = (
+            MIAM(chs, reduction=reduction, spatial_kernel=spatial_kernel, interactive_scale_init=interactive_scale_init)
+            if miam
+            else None
+        )
         self.num_features = chs
         self.feature_size = input_size // 2 ** len(channels)
         self.head = create_head(head, chs, self.feature_size, num_classes, hidden=hidden, drop_rate=drop_rate)

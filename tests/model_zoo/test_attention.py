@@ -78,6 +78,25 @@ def test_miam_parameters_are_the_channel_mlp_and_one_3x3_conv():
     assert sum(p.numel() for p in miam.parameters()) == 2 * 256 * 16 + 2 * 3 * 3
 
 
+def test_miam_with_a_learnable_interactive_weight_starting_at_zero_begins_as_channel_then_spatial():
+    torch.manual_seed(0)
+    miam = MIAM(channels=32, interactive_scale_init=0.0)
+    x = torch.randn(2, 32, 5, 5)
+    f1 = miam.channel.attention(x) * x
+    torch.testing.assert_close(miam(x), miam.spatial.attention(f1) * f1)
+    assert sum(p.numel() for p in miam.parameters()) == sum(p.numel() for p in MIAM(32).parameters()) + 1
+    miam(x).sum().backward()
+    assert miam.gamma.grad is not None and miam.gamma.grad != 0  # it learns how much interaction to add
+
+
+def test_miam_interactive_weight_scales_eq11s_interactive_term():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 4, 4)
+    paper, scaled = MIAM(channels=8), MIAM(channels=8, interactive_scale_init=0.5)
+    scaled.load_state_dict(paper.state_dict() | {"gamma": scaled.gamma.detach()})
+    torch.testing.assert_close(paper(x) - scaled(x), 0.5 * x * x.transpose(-1, -2))
+
+
 def test_create_attn_builds_by_name_and_rejects_unknown_names():
     assert isinstance(create_attn("miam", 64), MIAM)
     assert isinstance(create_attn(None, 64), torch.nn.Identity)
