@@ -13,10 +13,10 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from model_zoo.heatmap import overlay, upsample_attention  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid"]
+__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_search"]
 
 
-def plot_heatmap_grid(examples: list[dict], out: Path) -> Path:
+def plot_heatmap_grid(examples: list[dict], out: Path, title: str = "MIAM spatial attention Ms(F')") -> Path:
     """One column per class: the image with its own-class boxes, and the attention overlay.
 
     Each example: ``{"label", "name", "image" (H x W uint8), "attention" (h x w), "pred", "boxes"}``.
@@ -33,18 +33,18 @@ def plot_heatmap_grid(examples: list[dict], out: Path) -> Path:
         axes[1, col].set_title(f"predicted: {ex['pred']}", fontsize=8)
         for ax in axes[:, col]:
             ax.axis("off")
-    fig.suptitle("MIAM spatial attention Ms(F') per class (red = strong); green: NEU boxes of the class")
+    fig.suptitle(f"{title} per class (red = strong); green: NEU boxes of the class")
     fig.tight_layout()
     return _save(fig, out)
 
 
-def plot_curves(log: list[dict], out_dir: Path) -> tuple[Path, Path]:
+def plot_curves(log: list[dict], out_dir: Path, train_label: str = "train (augmented)") -> tuple[Path, Path]:
     """Accuracy (Fig. 7) and loss (Fig. 8) per epoch, training batches vs the validation slice."""
     epochs = [r["epoch"] for r in log]
     paths = []
     for key, title, name in (("acc", "accuracy", "accuracy.png"), ("loss", "cross-entropy loss", "loss.png")):
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        ax.plot(epochs, [r[f"train_{key}"] for r in log], label="train (augmented, label-smoothed)")
+        ax.plot(epochs, [r[f"train_{key}"] for r in log], label=train_label)
         ax.plot(epochs, [r[f"val_{key}"] for r in log], label="validation slice")
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
@@ -52,6 +52,20 @@ def plot_curves(log: list[dict], out_dir: Path) -> tuple[Path, Path]:
         ax.legend()
         paths.append(_save(fig, out_dir / name))
     return paths[0], paths[1]
+
+
+def plot_search(runs: list[dict], out: Path) -> Path:
+    """Validation top-1 per epoch of the recipe search's proxy runs, one line each."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run in runs:
+        log = run["log"]
+        ax.plot([r["epoch"] for r in log], [r["val_acc"] for r in log], marker=".", label=run["name"])
+    ax.set_xlabel("epoch (of a 15-epoch schedule)")
+    ax.set_ylabel("validation top-1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], out: Path) -> Path:
