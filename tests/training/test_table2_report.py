@@ -136,3 +136,11 @@ def test_plan_runs_every_model_once_then_repeats_ilcs_and_mobilenet():
     assert len(plan) == 11 and plan[:7] == [(m, 0) for m, _ in plan[:7]]
     assert {m for m, _ in plan[:7]} == set(PAPER_TABLE2)
     assert sorted(plan[7:]) == [("ilcs", 1), ("ilcs", 2), ("mobilenet_v2", 1), ("mobilenet_v2", 2)]
+
+
+def test_runs_train_the_papers_models_not_the_recipes_model_options(tmp_path, capsys):
+    from benchmarks.table2 import main
+
+    main(["run", "--dry-run", "--epochs", "1", "--models", "ilcs", "--seeds", "0", "--runs-dir", str(tmp_path)])
+    command = next(line for line in capsys.readouterr().out.splitlines() if " train " in line)
+    assert command.endswith("--model-kwargs {}")  # ILCS with MIAM, as in the paper's Table 2
