@@ -8,6 +8,12 @@ NEU images are gray stored as RGB (R = G = B). Every input is reduced to one
 8-bit gray channel the same way: palette, RGBA and RGB images through PIL's
 luminance conversion (alpha dropped), 16-bit and 32-bit images scaled by their
 bit depth. The model sees that channel replicated to ``in_chans`` (paper: 3).
+
+Decoding turns the picture upright by its EXIF orientation (a camera's rotated
+JPEG is classified as it is seen; NEU's images carry none, so training on them is
+unchanged) and reads the first frame of a multi-frame file. ``formats`` limits
+which of Pillow's decoders may run: the service allows only the four it documents,
+so an upload can never reach an exotic decoder (EPS would even start Ghostscript).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
 
 __all__ = ["NEU_MEAN", "NEU_STD", "ImageDecodeError", "ImageTooLargeError", "Preprocess", "decode_gray", "to_gray"]
@@ -43,14 +49,22 @@ def to_gray(img: Image.Image) -> np.ndarray:
         return np.clip(np.round(arr / scale * 255.0), 0, 255).astype(np.uint8)
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            msg = "the floating-point image holds NaN or infinite values; send finite pixel values"
+            raise ImageDecodeError(msg)
         return np.clip(np.round(arr * 255.0 if arr.max(initial=0) <= 1.0 else arr), 0, 255).astype(np.uint8)
     if img.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
         img = img.convert("RGB")
     return np.asarray(img.convert("L"), dtype=np.uint8).copy()
 
 
-def decode_gray(data: bytes, max_pixels: int | None = None) -> np.ndarray:
-    """Decode image bytes (JPEG, PNG, BMP, TIFF...) to an H x W uint8 gray array.
+def decode_gray(data: bytes, max_pixels: int | None = None, formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """Decode image bytes (JPEG, PNG, BMP, TIFF...) to an H x W uint8 gray array, upright, first frame.
+
+    Args:
+        data: The file's bytes.
+        max_pixels: Refuse images declaring more pixels than this.
+        formats: Pillow format names allowed (e.g. ``("JPEG", "PNG")``); None allows every one Pillow reads.
 
     Raises:
         ImageTooLargeError: The header declares more than ``max_pixels`` pixels
@@ -58,18 +72,20 @@ def decode_gray(data: bytes, max_pixels: int | None = None) -> np.ndarray:
         ImageDecodeError: The bytes are not a complete, readable image.
     """
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=formats) as img:
             w, h = img.size
             if max_pixels is not None and w * h > max_pixels:
                 msg = f"image is {w}x{h} = {w * h} pixels, more than the limit of {max_pixels}"
                 raise ImageTooLargeError(msg)
             img.load()
+            ImageOps.exif_transpose(img, in_place=True)
             return to_gray(img)
     except ImageTooLargeError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - on hostile bytes Pillow's plugins raise OSError, SyntaxError,
+        # ValueError, but also struct.error, EOFError, IndexError, ZeroDivisionError...: all mean "not a readable image"
         msg = f"could not decode the image ({exc}); send a complete JPEG, PNG, BMP or TIFF file"
         raise ImageDecodeError(msg) from exc
 

@@ -1,8 +1,12 @@
 """Dynamic micro-batching, after Ray Serve's ``_BatchQueue`` and LitServe.
 
-A request puts a ``Pending`` (its prepared input and a ``Future``) into a bounded
-``asyncio.Queue``; a full queue is refused at once (``QueueFull``, 503), so
-overload turns into fast rejections instead of unbounded latency. One background
+A request puts a ``Pending`` (its prepared input and a ``Future``) into an
+``asyncio.Queue`` of at most ``queue_size`` waiting inputs; a full queue is refused
+at once (``QueueFull``, 503), so overload turns into fast rejections instead of
+unbounded latency. Only inputs somebody still waits for count: an input whose
+future is cancelled (its client left, or its request gave up at the deadline)
+gives its place back at once and drops its tensor, instead of holding a place
+until the batcher reaches it (``ilcs_queue_dropped_total{reason="cancelled"}``). One background
 task waits for a free model worker, takes the first waiting item, then more until
 ``max_batch_size`` or until ``max_delay_s`` after the first, drops the items nobody
 waits for any more (client gone or deadline passed), and hands the rest to the
@@ -42,6 +46,7 @@ class Pending:
     future: asyncio.Future
     deadline: float  # time.perf_counter() after which nobody waits for the answer
     enqueued: float
+    queued: bool = True  # holds a place in the queue (until the batcher takes it or its future is cancelled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,8 @@ class MicroBatcher(Generic[T]):
         self.max_delay_s = max_delay_s
         self.queue_size = queue_size
         self._metrics = metrics
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()  # its length includes cancelled inputs
+        self._waiting = 0  # queued inputs somebody waits for: what queue_size bounds
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ilcs-model")
         self._free_workers = asyncio.Semaphore(workers)
         self._running: set[asyncio.Task] = set()
@@ -91,8 +97,13 @@ class MicroBatcher(Generic[T]):
 
     @property
     def depth(self) -> int:
-        """Inputs waiting for a batch."""
-        return self._queue.qsize()
+        """Inputs waiting for a batch (cancelled ones excluded)."""
+        return self._waiting
+
+    @property
+    def alive(self) -> bool:
+        """The batching task runs (it stops only with ``stop()``)."""
+        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ilcs-batcher")
@@ -105,8 +116,9 @@ class MicroBatcher(Generic[T]):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         while not self._queue.empty():
-            self._fail(self._queue.get_nowait(), _shutting_down())
-        self._metrics.queue_depth.set(0)
+            pending = self._queue.get_nowait()
+            self._take(pending)
+            self._fail(pending, _shutting_down())
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_in_model_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -127,9 +139,9 @@ class MicroBatcher(Generic[T]):
         """
         if self._closed:
             raise _shutting_down()
-        if self.queue_size - self._queue.qsize() < len(inputs):
+        if self.queue_size - self._waiting < len(inputs):
             msg = (
-                f"the service is at capacity ({self._queue.qsize()} of {self.queue_size} queue places taken, "
+                f"the service is at capacity ({self._waiting} of {self.queue_size} queue places taken, "
                 f"{len(inputs)} needed); retry after the Retry-After seconds, or add replicas if this persists"
             )
             raise QueueFull(msg)
@@ -137,11 +149,30 @@ class MicroBatcher(Generic[T]):
         now = time.perf_counter()
         futures = []
         for item in inputs:
-            future = loop.create_future()
-            self._queue.put_nowait(Pending(item, future, deadline, now))
-            futures.append(future)
-        self._metrics.queue_depth.set(self._queue.qsize())
+            pending = Pending(item, loop.create_future(), deadline, now)
+            pending.future.add_done_callback(lambda _, p=pending: self._on_done(p))
+            self._queue.put_nowait(pending)
+            futures.append(pending.future)
+        self._waiting += len(inputs)
+        self._metrics.queue_depth.set(self._waiting)
         return futures
+
+    def _on_done(self, pending: Pending) -> None:
+        # A future done while queued was cancelled (or failed by stop()): its place is free now, not when
+        # the batcher reaches it, and its tensor is not kept alive by the queue.
+        if pending.queued:
+            self._take(pending)
+            pending.input = None
+
+    def _take(self, pending: Pending) -> bool:
+        """Account for ``pending`` leaving the queue (once); True if somebody still waits for it."""
+        if pending.queued:
+            pending.queued = False
+            self._waiting -= 1
+            self._metrics.queue_depth.set(self._waiting)
+            if pending.future.cancelled():
+                self._metrics.queue_dropped.labels(reason="cancelled").inc()
+        return not pending.future.done()
 
     async def _run(self) -> None:
         while True:
@@ -171,20 +202,25 @@ class MicroBatcher(Generic[T]):
         self._free_workers.release()
 
     async def _collect(self) -> list[Pending]:
-        batch = [await self._queue.get()]
+        batch: list[Pending] = []
+        while not batch:  # the first input somebody waits for
+            pending = await self._queue.get()
+            if self._take(pending):
+                batch.append(pending)
         flush_at = time.perf_counter() + self.max_delay_s
         while len(batch) < self.max_batch_size:
             if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            remaining = flush_at - time.perf_counter()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
-        self._metrics.queue_depth.set(self._queue.qsize())
+                pending = self._queue.get_nowait()
+            else:
+                remaining = flush_at - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    pending = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if self._take(pending):
+                batch.append(pending)
         return batch
 
     def _drop_stale(self, batch: list[Pending]) -> list[Pending]:
@@ -192,12 +228,14 @@ class MicroBatcher(Generic[T]):
         now = time.perf_counter()
         live = []
         for pending in batch:
-            if pending.future.done():
+            if pending.future.done():  # cancelled while the batch was filling
+                self._metrics.queue_dropped.labels(reason="cancelled").inc()
                 continue
             if now > pending.deadline:
                 waited = now - pending.enqueued
                 msg = f"the image waited {waited:.2f} s in the queue, past the request's deadline; retry later"
                 pending.future.set_exception(DeadlineExceeded(msg))
+                self._metrics.queue_dropped.labels(reason="expired").inc()
                 continue
             live.append(pending)
         return live
@@ -219,10 +257,10 @@ class MicroBatcher(Generic[T]):
             raise
         except Exception as exc:
             log.exception("batcher: the model failed on a batch of %d", len(batch))
+            self._metrics.batch_failures.inc()
+            detail = f"the model failed on the batch of {len(batch)} images this one was in ({exc}); retry the request"
             for pending in batch:
-                self._fail(
-                    pending, InferenceFailed(f"the model failed on this image's batch ({exc}); retry the request")
-                )
+                self._fail(pending, InferenceFailed(detail))
             return
         inference_s = time.perf_counter() - start
         self._metrics.inference.observe(inference_s)

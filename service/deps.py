@@ -25,6 +25,7 @@ __all__ = ["ApiKey", "ReadyRuntime", "RequestId", "RuntimeDep", "SettingsDep", "
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key of ILCS_API_KEYS, when keys are set")
+_KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token", "x-api-key"})
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, as a header")
 
 
@@ -57,6 +58,12 @@ async def require_api_key(
     keys: tuple[bytes, ...] = request.app.state.api_keys
     if not keys:
         return
+    if _KEY_PARAMETERS.intersection(name.lower() for name in request.query_params):
+        msg = (
+            "API keys in the URL are refused: URLs end up in logs and proxies. Send the key as "
+            "'Authorization: Bearer <key>' or 'X-API-Key: <key>', and have the key you sent replaced"
+        )
+        raise Unauthorized(msg)
     given = bearer.credentials if bearer is not None else header_key
     if not given:
         msg = "this service needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"

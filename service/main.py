@@ -22,6 +22,7 @@ from service.errors import install_error_handlers
 from service.inference import Engine
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
+from service.openapi import install_openapi
 from service.routes import classify, health, metrics, model
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = None
     app.add_middleware(ServiceMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
+    install_openapi(app)
     for router in (classify.router, model.router, health.router, metrics.router):
         app.include_router(router)
     return app

@@ -40,6 +40,18 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge("ilcs_queue_depth", "Images waiting in the queue", registry=r)
+        self.queue_dropped = Counter(
+            "ilcs_queue_dropped",
+            "Images taken out of the queue before the model: cancelled (client left, request gave up) or expired",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "ilcs_batch_failures", "Model calls that raised (each image of the batch answered 500)", registry=r
+        )
+        for reason in ("cancelled", "expired"):  # exported as 0 from the start
+            self.queue_dropped.labels(reason=reason)
+        self.in_flight = Gauge("ilcs_requests_in_flight", "HTTP requests being handled", registry=r)
         self.batch_size = Histogram("ilcs_batch_size", "Images per model call", buckets=BATCH_BUCKETS, registry=r)
         self.inference = Histogram(
             "ilcs_inference_seconds", "Time of one batched model call", buckets=LATENCY_BUCKETS, registry=r
@@ -65,6 +77,10 @@ class Metrics:
         self.confidence.observe(confidence)
         if confidence < threshold:
             self.low_confidence.inc()
+
+    def requests_in_flight(self) -> int:
+        """HTTP requests being handled right now (graceful shutdown waits for 0)."""
+        return int(self.registry.get_sample_value("ilcs_requests_in_flight") or 0)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric of this app."""

@@ -9,7 +9,8 @@
   past it while streaming (chunked uploads), raises ``PayloadTooLarge`` from the
   route's own body read, so the 413 goes through the normal error handlers.
 * metrics: ``ilcs_requests_total{route,status}`` and ``ilcs_request_duration_seconds{route}``,
-  ``route`` being the matched route template ("unmatched" for unknown paths).
+  ``route`` being the matched route template ("unmatched" for unknown paths), and
+  ``ilcs_requests_in_flight`` (what a graceful shutdown waits for).
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ class ServiceMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, self._limited(receive, headers.get(b"content-length")), send_with_id)
         finally:
+            self.metrics.in_flight.dec()
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(route=path, status=str(status)).inc()

@@ -20,17 +20,13 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from service.batcher import Batched
-from service.errors import DeadlineExceeded, ServiceError
+from service.errors import ClientDisconnected, DeadlineExceeded
 from service.heatmap import render_heatmap
 from service.inference import Prediction, decode_frame, decode_image, top_k
 from service.runtime import Runtime
 from service.schemas import ClassifyResult, Timing, TopK
 
-__all__ = ["ClientDisconnected", "Upload", "classify_uploads"]
-
-
-class ClientDisconnected(ServiceError):
-    status, title = 499, "Client Closed Request"  # nginx's code; nobody reads it, the metrics do
+__all__ = ["Upload", "classify_uploads"]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Created by the lifespan in ``main.py`` and kept on ``app.state.runtime``. Ready
 means: model loaded, calibrated if asked, every batch size run once (warm-up).
-Until then ``/readyz`` and ``/classify*`` answer 503 with ``Retry-After``.
+Until then ``/readyz`` and ``/classify*`` answer 503 with ``Retry-After``, and
+again from the moment a graceful shutdown begins (``stop_admitting``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Runtime:
         )
         self.calibration: list[CalibrationRow] | None = None
         self.ready = False
+        self.stopping = False
         self.not_ready_reason = "the model is warming up"
         card = engine.card
         self.model_ref = ModelRef(name=card.name, version=card.version, sha256=card.weights_sha256)
@@ -73,7 +75,15 @@ class Runtime:
         log.info("calibration on %s:\n%s", self.engine.device, calibration.format_table(rows, size))
         log.info("calibration chose batch size %d, delay %.1f ms", size, delay_ms)
 
+    def stop_admitting(self) -> None:
+        """Graceful shutdown begins: new requests and /readyz answer 503; the accepted ones carry on."""
+        self.stopping = True
+        log.info("shutting down: admitting no new requests, finishing the accepted ones")
+
     def ensure_ready(self) -> None:
+        if self.stopping:
+            msg = "the service is shutting down; retry after the Retry-After seconds (another replica may answer)"
+            raise NotReady(msg)
         if not self.ready:
             raise NotReady(f"{self.not_ready_reason}; retry after the Retry-After seconds")
 

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         10.0, gt=0, description="deadline of a request, from arrival to answer (504 after)"
     )
+    drain_s: float = Field(
+        0.0,
+        ge=0,
+        description="after SIGTERM, answer 503 (readiness off) at least this long before closing the port, "
+        "so load balancers stop sending; the accepted requests are finished either way",
+    )
     calibrate: bool = Field(False, description="measure throughput per batch size at start-up and pick size and delay")
     calibration_seconds: float = Field(1.0, gt=0, description="time spent measuring each batch size when calibrating")
     warmup: bool = Field(True, description="run every batch size once before turning ready")

@@ -125,7 +125,19 @@ def _media_type(request: Request) -> str:
     return IMAGE_ALIASES.get(media, media)
 
 
+def _refuse_encoded(request: Request) -> None:
+    # The body is read as it comes: a compressed body would only fail later as an undecodable image.
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        msg = (
+            f"Content-Encoding {encoding!r} is not accepted; send the image uncompressed "
+            "(JPEG and PNG are compressed already)"
+        )
+        raise UnsupportedMediaType(msg)
+
+
 async def _read_one(request: Request, width: int | None, height: int | None) -> Upload:
+    _refuse_encoded(request)
     media = _media_type(request)
     if media == MULTIPART:
         async with request.form(max_files=1) as form:
@@ -148,6 +160,7 @@ async def _read_one(request: Request, width: int | None, height: int | None) -> 
 
 
 async def _read_many(request: Request, max_images: int) -> list[Upload]:
+    _refuse_encoded(request)
     media = _media_type(request)
     if media != MULTIPART:
         msg = f"Content-Type {media or '(none)'!r} is not accepted here; send {MULTIPART} with one part per image"

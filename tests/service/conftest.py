@@ -1,5 +1,7 @@
 """Fixtures of the service tests: a tiny checkpoint, apps running their lifespan, images in every form.
 
+``serve(**settings)`` runs the app under the real uvicorn server of ``ilcs serve``
+(``service.run.build_server``) on a free loopback port in a background thread.
 ``live(app)`` runs the app's lifespan on an event loop in a background thread and
 talks to it with ``httpx.AsyncClient(transport=httpx.ASGITransport(app))``; tests
 call it synchronously (``live.post(...)``) or start requests concurrently
@@ -13,24 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import struct
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
 import pytest
 import torch
+from fastapi import FastAPI
 from PIL import Image
 
 from model_zoo.checkpoint import ModelCard, save_checkpoint
 from model_zoo.registry import create_model
 from service.main import create_app
+from service.run import build_server
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -169,6 +175,51 @@ def live(settings) -> Callable[..., Live]:
         return Live(app or create_app(settings(**overrides)), wait_ready=wait_ready)
 
     return make
+
+
+class Server(NamedTuple):
+    host: str
+    port: int
+    app: FastAPI
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app.state.runtime
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.app.state.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@contextmanager
+def uvicorn_server(settings: Settings) -> Iterator[Server]:
+    """The app under ``ilcs serve``'s uvicorn server on a free loopback port, in a thread, until ready."""
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    srv = build_server(app, settings.model_copy(update={"log_level": "warning"}))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    running = Server(*sock.getsockname(), app)
+    try:
+        wait_until(lambda: srv.started or not thread.is_alive(), "uvicorn to start")
+        wait_until(lambda: httpx.get(f"{running.url}/readyz").status_code == 200, "the service to turn ready")
+        yield running
+    finally:
+        srv.should_exit = True
+        thread.join(HANG_GUARD_S)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def serve(settings) -> Callable[..., Iterator[Server]]:
+    """``with serve(**settings_overrides) as server:`` the service under uvicorn on 127.0.0.1."""
+    return lambda **overrides: uvicorn_server(settings(**overrides))
 
 
 class Gate:

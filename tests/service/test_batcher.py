@@ -108,6 +108,35 @@ def test_cancelled_and_expired_images_are_dropped_before_the_model():
     run(scenario)
 
 
+def test_dropped_images_are_counted_by_reason_and_give_their_places_back_at_once():
+    async def scenario():
+        model = Recorder(closed=True)
+        metrics = Metrics()
+        b = MicroBatcher(model, max_batch_size=8, max_delay_s=0, queue_size=2, metrics=metrics)
+        b.start()
+        first = b.submit([1], later())
+        await asyncio.to_thread(model.entered.wait, GUARD)
+        gone, expired = b.submit([2], later()) + b.submit([3], time.perf_counter() - 1)
+        with pytest.raises(QueueFull):
+            b.submit([4], later())
+        gone.cancel()
+        await asyncio.sleep(0)  # the cancellation's callback runs
+        assert b.depth == 1 and metrics.registry.get_sample_value("ilcs_queue_depth") == 1
+        (kept,) = b.submit([4], later())  # the cancelled image's place
+        model.gate.set()
+        assert (await kept).output == 8
+        with pytest.raises(DeadlineExceeded):
+            await expired
+        await asyncio.gather(*first)
+        sample = metrics.registry.get_sample_value
+        assert sample("ilcs_queue_dropped_total", {"reason": "cancelled"}) == 1
+        assert sample("ilcs_queue_dropped_total", {"reason": "expired"}) == 1
+        assert sample("ilcs_queue_depth") == 0 and model.batches == [[1], [4]]
+        await b.stop()
+
+    run(scenario)
+
+
 def test_a_failing_batch_fails_every_image_in_it_and_the_next_batch_works():
     calls = []
 

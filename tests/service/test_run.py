@@ -1,4 +1,6 @@
-"""`ilcs serve`: uvicorn with the app, host and port from the command line or ILCS_HOST / ILCS_PORT."""
+"""`ilcs serve`: uvicorn with the app, host and port from the command line or ILCS_HOST / ILCS_PORT.
+
+(Where the real process binds, and how it shuts down, is in test_shutdown.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +14,17 @@ from service.settings import get_settings
 @pytest.fixture
 def served(monkeypatch, tiny_checkpoint):
     calls = []
-    monkeypatch.setattr(run.uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+
+    def record(server, sockets=None):
+        calls.append(
+            (
+                server.config.app,
+                {"host": server.config.host, "port": server.config.port, "workers": server.config.workers},
+            )
+        )
+        server.started = True
+
+    monkeypatch.setattr(run.DrainingServer, "run", record)
     monkeypatch.setenv("ILCS_CHECKPOINT", str(tiny_checkpoint))
     get_settings.cache_clear()
     yield calls

@@ -5,44 +5,17 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from service.main import create_app
-
-
-class Server(NamedTuple):
-    host: str
-    port: int
-    app: FastAPI
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+from tests.service.conftest import Server
 
 
 @pytest.fixture(scope="module")
-def server(settings, until) -> Iterator[Server]:
-    """A uvicorn server on a free loopback port, in a thread."""
-    app = create_app(settings(max_batch_size=4))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    running = Server(*sock.getsockname(), app)
-    until(lambda: srv.started, "uvicorn to start")
-    until(lambda: httpx.get(f"{running.url}/readyz").status_code == 200, "the service to turn ready")
-    yield running
-    srv.should_exit = True
-    thread.join(30)
-    sock.close()
+def server(serve) -> Iterator[Server]:
+    with serve(max_batch_size=4) as running:
+        yield running
 
 
 def test_classify_over_http(server, png, forms):
