@@ -130,6 +130,21 @@ class MicroBatcher(Generic[T]):
         loop = asyncio.get_running_loop()
         return await asyncio.gather(*(loop.run_in_executor(self._executor, fn, *args) for _ in range(self.workers)))
 
+    def ensure_room(self, count: int = 1) -> None:
+        """Raise ``QueueFull`` (or ``NotReady`` when stopping) unless ``count`` inputs would be queued now.
+
+        Requests call it on arrival too, before reading and decoding their images: under overload a
+        request that will be refused costs no decoding, which the admitted ones need.
+        """
+        if self._closed:
+            raise _shutting_down()
+        if self.queue_size - self._waiting < count:
+            msg = (
+                f"the service is at capacity ({self._waiting} of {self.queue_size} queue places taken, "
+                f"{count} needed); retry after the Retry-After seconds, or add replicas if this persists"
+            )
+            raise QueueFull(msg)
+
     def submit(self, inputs: Sequence[Any], deadline: float) -> list[asyncio.Future]:
         """Queue ``inputs`` (all or none) and return one future each.
 
@@ -137,14 +152,7 @@ class MicroBatcher(Generic[T]):
             QueueFull: There is no room for all of them; nothing was queued.
             NotReady: The batcher is stopping.
         """
-        if self._closed:
-            raise _shutting_down()
-        if self.queue_size - self._waiting < len(inputs):
-            msg = (
-                f"the service is at capacity ({self._waiting} of {self.queue_size} queue places taken, "
-                f"{len(inputs)} needed); retry after the Retry-After seconds, or add replicas if this persists"
-            )
-            raise QueueFull(msg)
+        self.ensure_room(len(inputs))
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         futures = []
