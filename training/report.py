@@ -137,7 +137,8 @@ def write_report(res: dict, out: Path, command: str, runs_root: Path | None = No
     lines += [
         "## Recipe (the defaults of `ilcs train`, `training/config.py`)", "",
         "| setting | value |", "| --- | --- |",
-        *[f"| {k} | `{v}` |" for k, v in cfg.items() if k not in ("data", "resume", "out")],
+        *[f"| {k} | `{Path(v).name if k == 'manifest' else v}` |" for k, v in cfg.items()
+          if k not in ("data", "resume", "out")],
         f"| model options | `{card.hyperparameters}` |",
         f"| threads / device | {card.training.get('threads')} / {card.training.get('device')} |",
         f"| torch | {card.training.get('torch', torch.__version__)} |",
