@@ -58,6 +58,7 @@ class Outcome:
     status: int | None  # None: no answer within the client's timeout, or the connection failed
     latency_s: float
     retry_after: str | None
+    sent_at: float = 0.0  # time.perf_counter() when the request was started
 
 
 @dataclass
@@ -71,6 +72,13 @@ class Overload:
 
     def count(self, status: int | None) -> int:
         return sum(o.status == status for o in self.outcomes)
+
+    def answered_per_s(self, status: int = 200) -> float:
+        """Answers with ``status`` per second, from the first request sent to the last such answer."""
+        done = [o for o in self.outcomes if o.status == status]
+        if not done:
+            return 0.0
+        return len(done) / (max(o.sent_at + o.latency_s for o in done) - min(o.sent_at for o in self.outcomes))
 
     def latencies_ms(self, status: int = 200) -> np.ndarray:
         return np.array([o.latency_s * 1e3 for o in self.outcomes if o.status == status])
@@ -92,9 +100,9 @@ async def _exchange(host: str, port: int, payload: bytes, timeout: float) -> Out
             headers = {k.lower(): v for k, v in _HEADER.findall(head)}
             await reader.readexactly(int(headers.get(b"content-length", b"0")))
         retry = headers.get(b"retry-after")
-        return Outcome(int(head[9:12]), time.perf_counter() - start, retry.decode() if retry else None)
+        return Outcome(int(head[9:12]), time.perf_counter() - start, retry.decode() if retry else None, start)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-        return Outcome(None, time.perf_counter() - start, None)
+        return Outcome(None, time.perf_counter() - start, None, start)
     finally:
         if writer is not None:
             writer.close()

@@ -14,6 +14,7 @@ import logging
 import torch
 
 from service import calibration
+from service.admission import Admission
 from service.batcher import MicroBatcher
 from service.errors import NotReady
 from service.inference import Engine, Prediction
@@ -39,6 +40,8 @@ class Runtime:
             metrics=metrics,
             workers=engine.workers,
         )
+        # Half the deadline to wait for a turn, the rest for decoding, the model and the answer.
+        self.admission = Admission(max_wait_s=settings.request_timeout_s / 2)
         self.calibration: list[CalibrationRow] | None = None
         self.ready = False
         self.stopping = False

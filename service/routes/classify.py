@@ -88,9 +88,10 @@ async def classify(
     width: Annotated[int | None, Query(ge=1, le=1 << 16, description="raw frame width (octet-stream only)")] = None,
     height: Annotated[int | None, Query(ge=1, le=1 << 16, description="raw frame height (octet-stream only)")] = None,
 ) -> ClassifyResult:
-    runtime.batcher.ensure_room()  # a full queue refuses at once, before the body is read and decoded
-    upload = await _read_one(request, width, height)
-    (result,) = await classify_uploads(runtime, request, [upload], heatmap or settings.heatmap, request_id)
+    with runtime.admission.admit():  # a service that is behind refuses at once (503), before reading the body
+        runtime.batcher.ensure_room()  # and so does a full queue
+        upload = await _read_one(request, width, height)
+        (result,) = await classify_uploads(runtime, request, [upload], heatmap or settings.heatmap, request_id)
     if isinstance(result, Exception):
         raise result
     return result
@@ -109,9 +110,10 @@ async def classify_batch(
     request_id: RequestId,
     heatmap: HeatmapQuery = None,
 ) -> BatchResult:
-    runtime.batcher.ensure_room()
-    uploads = await _read_many(request, settings.max_batch_images)
-    results = await classify_uploads(runtime, request, uploads, heatmap or settings.heatmap, request_id)
+    with runtime.admission.admit():
+        runtime.batcher.ensure_room()
+        uploads = await _read_many(request, settings.max_batch_images)
+        results = await classify_uploads(runtime, request, uploads, heatmap or settings.heatmap, request_id)
     items = []
     for i, (upload, result) in enumerate(zip(uploads, results, strict=True)):
         if isinstance(result, Exception):
