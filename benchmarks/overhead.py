@@ -14,7 +14,8 @@ benchmark asks why the ratio is what it is, with the same loopback client and th
 
 For each it records throughput at saturation and the CPU seconds of server and client
 per request, and beside it the model's raw throughput in-process (``Engine.predict`` at
-batch 1 on as many single-threaded workers as the service has). On C cores shared by
+batch 1 on as many single-threaded workers as the service has), measured right before
+and after the service run (this VM's speed drifts). On C cores shared by
 server and client, the service cannot answer more than C / (CPU per request) requests
 per second, so the ratio to the raw model is at most
 ``model CPU / (model CPU + non-model CPU + client CPU)``; the report computes that bound
@@ -77,15 +78,18 @@ def measure(checkpoint: Path, targets: dict[str, str], clients: int, requests: i
 
     settings = get_settings()
     engine = Engine.load(checkpoint, "cpu", settings.threads, settings.model_workers)
-    raw = raw_throughput(engine, 1)
     images = load_images()
     rows = []
     with Service(1, 5.0, queue_size=max(256, 4 * clients), ILCS_CHECKPOINT=str(checkpoint)) as svc:
         for name, target in targets.items():
             batch = payloads(images, target)
             run_level(svc, batch, clients=4, requests=100)  # warm this path
+            # This VM's speed drifts by tens of percent within minutes: the raw model is measured
+            # right before and right after the service, and the two averaged.
+            before = raw_throughput(engine, 1)
             lv = run_level(svc, batch, clients, requests)
-            rows.append(Row(name, None if target.startswith("GET ") else raw, lv.throughput,
+            raw = None if target.startswith("GET ") else (before + raw_throughput(engine, 1)) / 2
+            rows.append(Row(name, raw, lv.throughput,
                             1e3 * lv.server_cpu_s / lv.requests, 1e3 * lv.client_cpu_s / lv.requests, lv.errors))
             print(rows[-1], flush=True)
     return rows
