@@ -88,12 +88,12 @@ async def classify(
     width: Annotated[int | None, Query(ge=1, le=1 << 16, description="raw frame width (octet-stream only)")] = None,
     height: Annotated[int | None, Query(ge=1, le=1 << 16, description="raw frame height (octet-stream only)")] = None,
 ) -> ClassifyResult:
-    with runtime.admission.admit():  # a service that is behind refuses at once (503), before reading the body
-        runtime.batcher.ensure_room()  # and so does a full queue
+    runtime.batcher.ensure_room()  # a full queue refuses at once (503), before the body is read
+    with runtime.admission.admit():  # and so does a service that is behind
         upload = await _read_one(request, width, height)
         (result,) = await classify_uploads(runtime, request, [upload], heatmap or settings.heatmap, request_id)
-    if isinstance(result, Exception):
-        raise result
+        if isinstance(result, Exception):
+            raise result  # inside: only answers measure the service's speed
     return result
 
 
@@ -110,8 +110,8 @@ async def classify_batch(
     request_id: RequestId,
     heatmap: HeatmapQuery = None,
 ) -> BatchResult:
+    runtime.batcher.ensure_room()
     with runtime.admission.admit():
-        runtime.batcher.ensure_room()
         uploads = await _read_many(request, settings.max_batch_images)
         results = await classify_uploads(runtime, request, uploads, heatmap or settings.heatmap, request_id)
     items = []

@@ -1,4 +1,4 @@
-"""Admission control: a busy service refuses what it could not answer within half the deadline."""
+"""Admission control: a busy service refuses what it could not answer within its bound (a third of the deadline)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,19 @@ def test_answers_in_bursts_measure_their_mean_interval_and_idle_time_does_not_co
     assert measured == pytest.approx(0.4 * 7 / 31)  # the last 32 answers: 8 bursts over 2.8 s
     clock[0] += 3600  # idle for an hour
     assert busy(admission, clock, 2, 1, gap=0.0) and admission.interval_s == measured
+
+
+def test_refusals_and_failures_inside_the_block_do_not_count_as_answers(clock):
+    admission = Admission(max_wait_s=100.0, window=8, min_answers=2)
+    rest = busy(admission, clock, 10, 2, gap=0.5)  # 2 answers per second measured
+    assert admission.interval_s == pytest.approx(0.5)
+    for _ in range(20):  # quick failures (a 504, a bad image...) while the service stays slow
+        clock[0] += 0.001
+        with pytest.raises(RuntimeError), admission.admit():
+            raise RuntimeError("timed out")
+    assert admission.interval_s == pytest.approx(0.5), "failures say nothing of the speed"
+    admission.max_wait_s = 1.0
+    with pytest.raises(QueueFull):
+        admission.admit().__enter__()  # 8 in flight x 0.5 s
+    for h in rest:
+        h.__exit__(None, None, None)
