@@ -80,7 +80,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     settings = get_settings()
     load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else ["?"] * 3
 
-    engine = Engine.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers)
+    engine = Engine.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph)
     rows = calibration.measure(engine, calibration.DEFAULT_SIZES, settings.calibration_seconds)
     batch, delay_ms = calibration.choose(rows)
     print(calibration.format_table(rows, batch), f"\nchosen: batch {batch}, delay {delay_ms} ms", flush=True)
@@ -155,7 +155,7 @@ def one_call_at_a_time(engine) -> tuple[int, float, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     try:
-        single = Engine(engine.model, engine.card, engine.device, workers=1)
+        single = Engine(engine.model, engine.card, engine.device, workers=1, graph=engine.graph is not None)
         rows = calibration.measure(single, tuple(b for b in calibration.DEFAULT_SIZES if b <= 16))
         batch, delay_ms = calibration.choose(rows)
         return batch, delay_ms, next(r.images_per_s for r in rows if r.batch_size == batch)

@@ -77,7 +77,7 @@ def measure(checkpoint: Path, targets: dict[str, str], clients: int, requests: i
     from service.settings import get_settings
 
     settings = get_settings()
-    engine = Engine.load(checkpoint, "cpu", settings.threads, settings.model_workers)
+    engine = Engine.load(checkpoint, "cpu", settings.threads, settings.model_workers, settings.graph)
     images = load_images()
     rows = []
     with Service(1, 5.0, queue_size=max(256, 4 * clients), ILCS_CHECKPOINT=str(checkpoint)) as svc:

@@ -36,7 +36,7 @@ def bench_cli(args: argparse.Namespace) -> None:
 def calibrate_cli(args: argparse.Namespace) -> None:
     """Measure throughput per batch size for the configured checkpoint and device; print the pick."""
     settings = get_settings()
-    engine = Engine.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers)
+    engine = Engine.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph)
     rows = calibration.measure(engine, calibration.DEFAULT_SIZES, settings.calibration_seconds)
     size, delay_ms = calibration.choose(rows)
     text = (

@@ -1,6 +1,7 @@
 """The model's attention map as a PNG at the input image's size.
 
-The map (B x 1 x h x w from ``forward_with_attention``, MIAM's spatial map) was
+The map (B x 1 x h x w from ``forward_with_attention``: MIAM's spatial map, or the
+last feature map's activation energy for a model without MIAM such as the shipped one) was
 computed on the image resized to the model's square input, so stretching it back
 to the image's width and height puts every value over the pixels it saw. The
 stretching, min-max scaling and colouring are ``model_zoo.heatmap``'s, the same

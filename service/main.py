@@ -43,7 +43,7 @@ When API keys are set, `/classify*` and `/model` need `Authorization: Bearer <ke
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = await run_in_threadpool(
-        Engine.load, settings.checkpoint, settings.device, settings.threads, settings.model_workers
+        Engine.load, settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph
     )
     runtime = Runtime(engine, settings, app.state.metrics)
     runtime.batcher.start()

@@ -30,7 +30,7 @@ class TopK(BaseModel):
 
 
 class Heatmap(BaseModel):
-    """The model's attention map (MIAM's spatial map) at the input image's size."""
+    """The model's attention map (MIAM's spatial map, or activation energy without MIAM) at the image's size."""
 
     encoding: Literal["png"] = "png"
     kind: Literal["gray", "overlay"] = Field(

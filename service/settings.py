@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     model_workers: int | None = Field(
         None, ge=1, description="model threads running batches side by side (default: one per CPU core; 1 on a GPU)"
     )
+    graph: bool = Field(
+        True,
+        description="on the CPU, run the model as a frozen TorchScript graph (no Python between its layers, so the "
+        "model threads and the request threads do not take turns on the GIL)",
+    )
 
     max_batch_size: int = Field(16, ge=1, le=256, description="largest batch the model runs")
     max_delay_ms: float = Field(
