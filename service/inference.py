@@ -25,6 +25,7 @@ from torch import nn
 
 from model_zoo.checkpoint import CheckpointError, ModelCard, load_checkpoint, read_card
 from model_zoo.device import inference_dtype, resolve_device
+from model_zoo.models.base import LogitsAndAttention
 from model_zoo.preprocess import ImageDecodeError, ImageTooLargeError, Preprocess, decode_gray
 from model_zoo.registry import list_models
 from service.errors import BadImage
@@ -202,16 +203,6 @@ class Engine:
         return time.perf_counter() - start
 
 
-class _LogitsAndAttention(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model.forward_with_attention(x)
-        return out.logits, out.attention
-
-
 def _freeze(model: nn.Module, example: list[torch.Tensor]) -> torch.jit.ScriptModule | None:
     """The model as a frozen TorchScript graph returning (logits, attention); None if it cannot be traced.
 
@@ -223,7 +214,7 @@ def _freeze(model: nn.Module, example: list[torch.Tensor]) -> torch.jit.ScriptMo
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notice; tracing notes on shape checks
-            return torch.jit.freeze(torch.jit.trace(_LogitsAndAttention(model).eval(), torch.cat(example)))
+            return torch.jit.freeze(torch.jit.trace(LogitsAndAttention(model).eval(), torch.cat(example)))
     except Exception as exc:  # noqa: BLE001 - the eager model still works: say so and carry on
         log.warning("could not freeze the model into a graph (%s); running it eagerly", exc)
         return None

@@ -15,21 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from model_zoo.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from model_zoo.models.base import LogitsAndAttention
 
 __all__ = ["export_onnx"]
-
-
-class _WithAttention(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model.forward_with_attention(x)
-        return out.logits, out.attention
 
 
 def export_onnx(checkpoint: str | Path | None, out: str | Path, opset: int = 18) -> dict:
@@ -49,7 +39,7 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, opset: int = 18)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines are not our output
         torch.onnx.export(
-            _WithAttention(model).eval(), (example,), str(out), dynamo=True, opset_version=opset,
+            LogitsAndAttention(model).eval(), (example,), str(out), dynamo=True, opset_version=opset,
             input_names=["image"], output_names=["logits", "attention"], dynamic_shapes={"x": {0: batch}},
         )
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ from torch import nn
 
 from model_zoo.layers import AttendedFeatures
 
-__all__ = ["AttentionClassifier", "ClassifierOutput", "activation_energy"]
+__all__ = ["AttentionClassifier", "ClassifierOutput", "activation_energy", "LogitsAndAttention"]
 
 
 class ClassifierOutput(NamedTuple):
@@ -52,3 +52,15 @@ def attend(miam: nn.Module | None, features: torch.Tensor) -> AttendedFeatures:
     if miam is None:
         return AttendedFeatures(features, activation_energy(features))
     return miam.forward_with_attention(features)
+
+
+class LogitsAndAttention(nn.Module):
+    """``model.forward_with_attention`` as a ``(logits, attention)`` tuple: what graph tracers and exporters take."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model.forward_with_attention(x)
+        return out.logits, out.attention
