@@ -56,6 +56,8 @@ def test_the_fuzzed_schema_is_the_served_one(fuzzed):
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(
+    max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 def test_every_operation_answers_within_its_schema(case, fuzzed):
     case.call_and_validate(base_url=fuzzed.url, headers={"X-API-Key": KEY}, checks=CHECKS)
