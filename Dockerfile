@@ -60,9 +60,12 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
 USER 10001:10001
 WORKDIR /home/ilcs
 # Another checkpoint: mount it and point ILCS_CHECKPOINT at its stem (README, "Another checkpoint").
-ENV ILCS_CHECKPOINT=/opt/ilcs/checkpoints/ilcs_neu
+# Where it binds is a setting like any other (ILCS_HOST, ILCS_PORT): the CMD passes no flags over them.
+ENV ILCS_CHECKPOINT=/opt/ilcs/checkpoints/ilcs_neu \
+    ILCS_HOST=0.0.0.0 \
+    ILCS_PORT=8000
 EXPOSE 8000
 # Liveness only: /healthz answers as soon as the process serves; /readyz (503 until warmed up) is for load balancers.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-CMD ["ilcs", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ILCS_PORT', '8000'), timeout=4)"]
+CMD ["ilcs", "serve"]

@@ -118,10 +118,10 @@ def inspector(free_port, dockerfile_cmd, inspector_env, tiny_checkpoint, tmp_pat
     assert ilcs, f"no {argv[0]!r} command beside {sys.executable}: install the project (pip install -e .)"
     port = free_port()
     argv[0] = ilcs
-    argv[argv.index("--host") + 1] = "127.0.0.1"
-    argv[argv.index("--port") + 1] = str(port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ILCS_")}
     env.update(inspector_env)
+    assert (env["ILCS_HOST"], env["ILCS_PORT"]) == ("0.0.0.0", "8000")  # the image's; here, loopback and a free port:
+    env.update(ILCS_HOST="127.0.0.1", ILCS_PORT=str(port))
     assert env["ILCS_CHECKPOINT"] == "/opt/ilcs/checkpoints/ilcs_neu"  # the image's path; here, a tiny one:
     env["ILCS_CHECKPOINT"] = str(tiny_checkpoint)
     env["ILCS_THREADS"] = "1"  # a light neighbour on a shared CI machine
@@ -250,11 +250,17 @@ def test_container_command_serves_with_the_container_environment(inspector, runt
     probe = json.loads(health[health.index("CMD") + 3 :].strip())
     assert probe[0] == "python"
     port = inspector.rsplit(":", 1)[1]
-    code = probe[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-    result = subprocess.run([sys.executable, *probe[1:-1], code], capture_output=True, text=True, timeout=60)
+    code = probe[-1]
+    env = {**os.environ, "ILCS_PORT": port}  # the probe reads the port setting, as the service does
+    result = subprocess.run([sys.executable, *probe[1:-1], code], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     broken = code.replace("/healthz", "/no-such-route")
-    assert subprocess.run([sys.executable, *probe[1:-1], broken], capture_output=True, timeout=60).returncode != 0
+    def probe_fails(source: str, environment: dict[str, str]) -> bool:
+        run = subprocess.run([sys.executable, *probe[1:-1], source], capture_output=True, timeout=60, env=environment)
+        return run.returncode != 0
+
+    assert probe_fails(broken, env)
+    assert probe_fails(code, {**env, "ILCS_PORT": "1"})  # nothing listens there
 
 
 def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
