@@ -174,5 +174,8 @@ class ILCS(AttentionClassifier):
 
 @register_model
 def ilcs(num_classes: int = 6, **kwargs) -> ILCS:
-    """ILCS as shipped: ``gap`` head at 200x200. ``head="paper", input_size=300`` is the paper's model."""
+    """ILCS with the ``gap`` head (any input size); ``head="paper", input_size=300`` is the paper's model.
+
+    The shipped checkpoint is ``miam=False`` at 160 x 160 (its card records both; ``model_zoo/DESIGN.md``).
+    """
     return ILCS(num_classes=num_classes, **kwargs)
