@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from model_zoo.preprocess import NEU_MEAN, NEU_STD
-from model_zoo.registry import create_model
+from model_zoo.registry import create_model, list_models
 
 __all__ = [
     "SHIPPED_CHECKPOINT",
@@ -111,15 +111,44 @@ def read_card(path: str | Path) -> ModelCard:
         raise CheckpointError(msg) from exc
 
 
+# Files made by pickle (torch.save, joblib...): unpickling one runs whatever code it names.
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # protocols 2-5; torch's zip
+
+
+def _refuse_pickle(path: Path) -> None:
+    for file in (path, _paths(path)[0]):
+        if file.suffix in _PICKLE_SUFFIXES or (file.is_file() and _starts_with(file, _PICKLE_MAGIC)):
+            msg = (
+                f"{file} is a pickle (torch.save) file, and this project never unpickles: loading one runs any code "
+                "it names. Use a safetensors checkpoint, <stem>.safetensors + <stem>.json (ilcs train writes best.*)"
+            )
+            raise CheckpointError(msg)
+
+
+def _starts_with(file: Path, magics: tuple[bytes, ...]) -> bool:
+    with open(file, "rb") as f:
+        return f.read(4).startswith(magics)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """Load a checkpoint, verified: returns the model in eval mode and its card.
 
     Raises:
-        CheckpointError: a file is missing, the sha256 differs from the card's,
-            the file is truncated, or the weights do not fit the card's architecture.
+        CheckpointError: a pickle file (refused before anything is read), a file is missing, the card
+            names an architecture the registry does not know, the sha256 differs from the card's, the
+            file is truncated, or the weights do not fit the card's architecture.
     """
+    _refuse_pickle(Path(path))
     weights, _ = _paths(path)
     card = read_card(path)
+    known = list_models()
+    if card.arch.partition("+")[0] not in known:
+        msg = (
+            f"the model card of {Path(path)} names architecture {card.arch!r}, which this build does not know "
+            f"(it knows {', '.join(known)}); use a checkpoint made by this project's ilcs train"
+        )
+        raise CheckpointError(msg)
     if not weights.is_file():
         msg = f"checkpoint weights {weights} not found beside its card"
         raise CheckpointError(msg)

@@ -23,14 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_zoo.checkpoint import CheckpointError, ModelCard, load_checkpoint, read_card
+from model_zoo.checkpoint import ModelCard, load_checkpoint
 from model_zoo.device import inference_dtype, resolve_device
 from model_zoo.models.base import LogitsAndAttention
 from model_zoo.preprocess import ImageDecodeError, ImageTooLargeError, Preprocess, decode_gray
-from model_zoo.registry import list_models
 from service.errors import BadImage
 
-__all__ = ["Engine", "Prediction", "decode_frame", "decode_image", "plan_workers", "top_k", "verify_checkpoint"]
+__all__ = ["Engine", "Prediction", "decode_frame", "decode_image", "plan_workers", "top_k"]
 
 log = logging.getLogger("service")
 _BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
@@ -62,42 +61,6 @@ def decode_frame(data: bytes, width: int, height: int, max_pixels: int) -> np.nd
         )
         raise BadImage(msg)
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width).copy()
-
-
-# Files made by pickle (torch.save, joblib...): unpickling one runs whatever code it names.
-_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
-_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")  # protocols 2-5; torch's zip
-
-
-def verify_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
-    """Load a checkpoint the service may serve, or raise ``CheckpointError`` saying why not.
-
-    On top of ``load_checkpoint``'s checks (files present, sha256 of the weights equal to the card's,
-    weights fitting the architecture) it refuses, before reading any weights, a pickle file and a card
-    naming an architecture this build does not know.
-    """
-    p = Path(path)
-    for file in (p, p.with_suffix(".safetensors")):
-        if file.suffix in _PICKLE_SUFFIXES or (file.is_file() and _starts_with(file, _PICKLE_MAGIC)):
-            msg = (
-                f"{file} is a pickle (torch.save) file, and the service never unpickles: loading one runs any code "
-                "it names. Serve a safetensors checkpoint, <stem>.safetensors + <stem>.json (ilcs train writes best.*)"
-            )
-            raise CheckpointError(msg)
-    card = read_card(p)
-    known = list_models()
-    if card.arch.partition("+")[0] not in known:
-        msg = (
-            f"the model card of {p} names architecture {card.arch!r}, which this service does not know "
-            f"(it knows {', '.join(known)}); serve a checkpoint made by this project's ilcs train"
-        )
-        raise CheckpointError(msg)
-    return load_checkpoint(p, map_location=map_location)
-
-
-def _starts_with(file: Path, magics: tuple[bytes, ...]) -> bool:
-    with open(file, "rb") as f:
-        return f.read(4).startswith(magics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +122,7 @@ class Engine:
         dev = resolve_device(device)
         workers, threads = plan_workers(dev, workers, threads)
         torch.set_num_threads(threads)
-        model, card = verify_checkpoint(checkpoint, map_location=dev)
+        model, card = load_checkpoint(checkpoint, map_location=dev)
         engine = cls(model, card, dev, workers, graph=graph)
         log.info(
             "loaded %s v%s (%s, sha256 %s) on %s/%s: %d model workers x %d torch threads",

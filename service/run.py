@@ -1,6 +1,6 @@
 """``ilcs serve``: the app under uvicorn, configured by ``ILCS_*`` environment variables.
 
-Before binding, the checkpoint is verified (``verify_checkpoint``): a tampered,
+Before binding, the checkpoint is verified (``model_zoo.checkpoint.load_checkpoint``): a tampered,
 foreign or pickled checkpoint stops ``ilcs serve`` with its reason and exit
 status 2, before anything listens.
 
@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 import uvicorn
 from fastapi import FastAPI
 
-from service.inference import verify_checkpoint
+from model_zoo.checkpoint import load_checkpoint
 from service.main import create_app
 from service.settings import Settings, get_settings
 
@@ -42,7 +42,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the service until SIGTERM/Ctrl-C; ``host``/``port`` override ILCS_HOST/ILCS_PORT."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    verify_checkpoint(settings.checkpoint)  # CheckpointError (a ValueError): `ilcs serve: error: ...`, exit 2
+    load_checkpoint(settings.checkpoint)  # CheckpointError (a ValueError): `ilcs serve: error: ...`, exit 2
     server = build_server(create_app(settings), settings, host, port)
     server.run()
     if not server.started:

@@ -84,12 +84,27 @@ def test_invalid_card_is_refused(saved):
 
 
 def test_pickle_file_is_not_loaded(tmp_path):
-    # A pickle renamed .safetensors fails the format check; nothing executes.
+    # A pickle renamed .safetensors is recognised by its first bytes and refused; nothing executes.
     torch.save({"x": torch.zeros(1)}, tmp_path / "evil.safetensors")
     from model_zoo.checkpoint import sha256_file
 
     card = ModelCard(arch="ilcs", labels=LABELS, input_size=64,
                      weights_sha256=sha256_file(tmp_path / "evil.safetensors"))
     (tmp_path / "evil.json").write_text(card.model_dump_json())
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="is a pickle"):
         load_checkpoint(tmp_path / "evil")
+
+
+def test_a_pickle_file_is_refused_by_its_name_before_anything_is_read(tmp_path):
+    torch.save({"x": torch.zeros(1)}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="is a pickle"):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_a_card_naming_an_unknown_architecture_is_refused_with_the_known_ones(tmp_path):
+    stem = tmp_path / "ck"
+    save_checkpoint(create_model("ilcs", input_size=64), stem, ModelCard(arch="ilcs", labels=LABELS, input_size=64))
+    card = json.loads(stem.with_suffix(".json").read_text())
+    stem.with_suffix(".json").write_text(json.dumps({**card, "arch": "yolo_v99"}))
+    with pytest.raises(CheckpointError, match=r"'yolo_v99'.*it knows .*ilcs"):
+        load_checkpoint(stem)
