@@ -185,9 +185,17 @@ def load_images(count_per_class: int = 10) -> list[bytes]:
     return out
 
 
+def request_bytes(image: bytes, media: str = "image/png", query: str = "", close: bool = False) -> bytes:
+    """One ``POST /classify`` on the wire."""
+    head = (
+        f"POST /classify{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media}\r\n"
+        f"Content-Length: {len(image)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+    )
+    return head.encode() + image
+
+
 def request_payloads(images: list[bytes]) -> list[bytes]:
-    head = "POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n"
-    return [head.format(len(img)).encode() + img for img in images]
+    return [request_bytes(img, "image/jpeg") for img in images]
 
 
 class Service:

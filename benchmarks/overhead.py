@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.load import Service, load_images, machine, raw_throughput, run_level
+from benchmarks.load import Service, load_images, machine, raw_throughput, request_bytes, run_level
 
 __all__ = ["main"]
 
@@ -65,10 +65,10 @@ def null_checkpoint(folder: Path) -> Path:
 
 
 def payloads(images: list[bytes], target: str) -> list[bytes]:
+    """``"GET /path"``: that request; ``"/classify?..."``: one ``POST`` of each image."""
     if target.startswith("GET "):
         return [f"{target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()]
-    head = f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: {{}}\r\n\r\n"
-    return [head.format(len(img)).encode() + img for img in images]
+    return [request_bytes(img, "image/jpeg", query=target.removeprefix("/classify")) for img in images]
 
 
 def measure(checkpoint: Path, targets: dict[str, str], clients: int, requests: int) -> list[Row]:

@@ -25,20 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.load import Service, run_level
+from benchmarks.load import Service, request_bytes, run_level
 
 __all__ = ["Outcome", "Overload", "Soak", "metrics_of", "overload", "request_bytes", "saturation", "soak"]
 
 _HEADER = re.compile(rb"(?im)^([a-z-]+): *([^\r\n]*)\r$")
-
-
-def request_bytes(image: bytes, media: str = "image/png", query: str = "", close: bool = False) -> bytes:
-    """One ``POST /classify`` on the wire."""
-    head = (
-        f"POST /classify{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media}\r\n"
-        f"Content-Length: {len(image)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
-    )
-    return head.encode() + image
 
 
 def metrics_of(svc: Service) -> dict[str, float]:
