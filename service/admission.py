@@ -1,10 +1,10 @@
 """Admission control: a request is admitted only if it can be answered within its deadline.
 
 The batcher's queue bounds the images waiting for the model, but under overload the
-time goes elsewhere too: uploads waiting for a decoding thread, answers waiting for
-an encoding one, all on the same cores. Measured on the 2-core VM at twice the
-saturation rate, the image queue held under 100 images while requests waited 10 s
-and timed out (504). So the whole pipeline is bounded, after Little's law: with
+time goes elsewhere too: bodies being read, answers waiting for the event loop, all
+on the same cores. Measured on the 2-core VM at twice the saturation rate (when
+decoding and encoding still had threads of their own), the image queue held under
+100 images while requests waited 10 s and timed out (504). So the whole pipeline is bounded, after Little's law: with
 ``in_flight`` requests admitted and the service answering one every ``interval``
 seconds while busy, a new request would wait about ``(in_flight + 1) * interval``;
 above ``max_wait_s`` it is refused at once, before its body is read (503 with

@@ -1,18 +1,21 @@
 """Dynamic micro-batching, after Ray Serve's ``_BatchQueue`` and LitServe.
 
-A request puts a ``Pending`` (its prepared input and a ``Future``) into an
+A request puts a ``Pending`` (its input and a ``Future``) into an
 ``asyncio.Queue`` of at most ``queue_size`` waiting inputs; a full queue is refused
 at once (``QueueFull``, 503), so overload turns into fast rejections instead of
 unbounded latency. Only inputs somebody still waits for count: an input whose
 future is cancelled (its client left, or its request gave up at the deadline)
-gives its place back at once and drops its tensor, instead of holding a place
+gives its place back at once and drops its input, instead of holding a place
 until the batcher reaches it (``ilcs_queue_dropped_total{reason="cancelled"}``). One background
 task waits for a free model worker, takes the first waiting item, then more until
 ``max_batch_size`` or until ``max_delay_s`` after the first, drops the items nobody
 waits for any more (client gone or deadline passed), and hands the rest to the
 worker: ``predict`` runs in one of ``workers`` dedicated model threads (off the
-event loop), its output count is checked and every future resolved. A failed
-batch sets an exception on every future of that batch and the others carry on.
+event loop), its output count is checked and every future resolved: with its
+output, or with the exception ``predict`` returned in its place (that input alone
+failed). A batch whose ``predict`` raises sets an exception on every future of
+that batch and the others carry on. The batcher records queue depth, queue wait
+and drops; what the model itself saw (batch size, time) is ``predict``'s to record.
 ``stop()`` cancels the task and the running batches and fails what is queued.
 
 Several workers: on a small CPU, two single-threaded model calls side by side
@@ -63,11 +66,12 @@ class MicroBatcher(Generic[T]):
     """Batch single inputs for ``predict(list_of_inputs) -> list_of_outputs``.
 
     Args:
-        predict: Runs the model on a batch; called in the model thread, never on the event loop.
+        predict: Runs a batch: one output, or an exception, per input, in order; called in a model
+            thread, never on the event loop.
         max_batch_size: Largest batch passed to ``predict``.
         max_delay_s: Longest wait for a batch to fill, counted from its first input.
         queue_size: Inputs that may wait; ``submit`` raises ``QueueFull`` beyond.
-        metrics: Where queue depth and wait, batch size and inference time are recorded.
+        metrics: Where queue depth, queue wait and drops are recorded.
         workers: Model threads, each running one batch at a time.
     """
 
@@ -167,7 +171,7 @@ class MicroBatcher(Generic[T]):
 
     def _on_done(self, pending: Pending) -> None:
         # A future done while queued was cancelled (or failed by stop()): its place is free now, not when
-        # the batcher reaches it, and its tensor is not kept alive by the queue.
+        # the batcher reaches it, and its input is not kept alive by the queue.
         if pending.queued:
             self._take(pending)
             pending.input = None
@@ -252,7 +256,6 @@ class MicroBatcher(Generic[T]):
         start = time.perf_counter()
         for pending in batch:
             self._metrics.queue_wait.observe(start - pending.enqueued)
-        self._metrics.batch_size.observe(len(batch))
         loop = asyncio.get_running_loop()
         try:
             outputs = await loop.run_in_executor(self._executor, self.predict, [p.input for p in batch])
@@ -271,9 +274,12 @@ class MicroBatcher(Generic[T]):
                 self._fail(pending, InferenceFailed(detail))
             return
         inference_s = time.perf_counter() - start
-        self._metrics.inference.observe(inference_s)
         for pending, output in zip(batch, outputs, strict=True):
-            if not pending.future.done():
+            if pending.future.done():
+                continue
+            if isinstance(output, Exception):  # this input alone failed (an undecodable image, say)
+                pending.future.set_exception(output)
+            else:
                 pending.future.set_result(Batched(output, start - pending.enqueued, inference_s, len(batch)))
 
     @staticmethod

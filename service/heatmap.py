@@ -13,21 +13,48 @@ person to look at.
 from __future__ import annotations
 
 import base64
-import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image
 
 from model_zoo.heatmap import overlay, upsample_attention
 from service.schemas import Heatmap
 
-__all__ = ["render_heatmap"]
+__all__ = ["encode_png", "render_heatmap"]
 
 
-def _png_base64(pixels: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)  # fast; smooth maps compress well anyway
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def encode_png(pixels: np.ndarray) -> bytes:
+    """An H x W (gray) or H x W x 3 (RGB) uint8 array as a PNG file: every row Sub-filtered, zlib level 1.
+
+    Pillow writes the same format but chooses a filter per row by trying all five, which on the
+    2-core VM made a 200 x 200 heatmap cost 0.58 ms (its fastest setting) against 0.14 ms here,
+    in a service that has about a millisecond per request for everything besides the model. A
+    smooth map needs no search: the Sub filter (each byte minus its left neighbour's) leaves
+    small numbers that zlib's fastest level packs smaller than Pillow's choice (10.6 against 12.7 KB).
+    """
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.dtype != np.uint8 or channels not in (1, 3):
+        msg = f"encode_png takes H x W or H x W x 3 uint8 pixels, got {pixels.dtype} {pixels.shape}"
+        raise ValueError(msg)
+    rows = np.ascontiguousarray(pixels).reshape(height, width * channels)
+    filtered = np.empty((height, 1 + width * channels), dtype=np.uint8)
+    filtered[:, 0] = 1  # filter type Sub
+    filtered[:, 1 : 1 + channels] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, 1 + channels :])  # modulo 256
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return b"".join(
+        (_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", zlib.compress(filtered.tobytes(), 1)), _IEND)
+    )
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IEND = _chunk(b"IEND", b"")
 
 
 def render_heatmap(attention: np.ndarray, image: np.ndarray, kind: str) -> Heatmap | None:
@@ -37,4 +64,4 @@ def render_heatmap(attention: np.ndarray, image: np.ndarray, kind: str) -> Heatm
     height, width = image.shape
     heat = upsample_attention(attention, height, width)  # [0, 1]; a flat map is all 0
     pixels = overlay(image, heat) if kind == "overlay" else np.rint(heat * 255.0).astype(np.uint8)
-    return Heatmap(kind=kind, width=width, height=height, data=_png_base64(pixels))
+    return Heatmap(kind=kind, width=width, height=height, data=base64.b64encode(encode_png(pixels)).decode("ascii"))

@@ -5,8 +5,8 @@ zoo's ``decode_gray``, or a raw frame); ``Engine.prepare`` applies the one
 preprocessing (``Preprocess.from_card``); ``Engine.predict`` stacks prepared
 images, runs ``forward_with_attention`` once and unbatches the softmax scores
 and attention maps; ``top_k`` and ``service.heatmap`` encode one result.
-Decode, prepare and encode run in worker threads per request; ``predict`` runs
-in the batcher's model thread; none of them touches the event loop.
+All of them run in the batcher's model threads, a batch at a time
+(``service.pipeline.BatchProcessor``); none of them touches the event loop.
 """
 
 from __future__ import annotations

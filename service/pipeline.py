@@ -1,35 +1,53 @@
-"""One request's images through the service: decode, queue, wait, encode.
+"""One request's images through the service, in two halves and one hand-off.
 
-Decoding and encoding run in worker threads; the model runs in the batcher's
-thread; the event loop only moves bytes and futures. Each image succeeds or
-fails on its own: a bad image fails at decode and never reaches the queue, so it
-cannot disturb the images batched beside it. The wait for the model is bounded
-by the request's deadline (504) and ends early, cancelling the queued images so
-the batcher skips them, when the client disconnects (counted as status 499).
+On the event loop (``classify_uploads``): each image is queued as a ``Job`` with
+the heatmap it asked for, and the request waits for its answers, bounded by its
+deadline (504) and ended early, cancelling the queued jobs so the batcher skips
+them, when the client disconnects (status 499). Then the answers become
+``ClassifyResult``s, which costs microseconds.
+
+In a model thread (``BatchProcessor``, the batcher's batch function): for the whole
+batch, decode and prepare every image, run the model once on those that decoded,
+and render each heatmap. An image that fails to decode gets its own error (400,
+413) and is left out of the model's batch, so it never reaches the model and never
+disturbs the images beside it. A model failure fails only the images that were in
+the model's batch (500), and is counted.
+
+Why in the model thread: every hand-off between the event loop and a thread costs
+CPU on both sides (waking a thread, the GIL passing, the loop's wake-up), and on
+the 2-core machine that CPU is the model's. Decoding and encoding in worker
+threads of their own cost two more hand-offs per request than this one per batch:
+~1.4 ms of CPU per request more, measured with a near-null model
+(``benchmarks/overhead.py``, ``reports/service-overhead.md``). None of it runs
+on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from service.batcher import Batched
-from service.errors import ClientDisconnected, DeadlineExceeded
+from service.errors import ClientDisconnected, DeadlineExceeded, InferenceFailed
 from service.heatmap import render_heatmap
-from service.inference import Prediction, decode_frame, decode_image, top_k
-from service.runtime import Runtime
-from service.schemas import ClassifyResult, Timing, TopK
+from service.inference import Engine, Prediction, decode_frame, decode_image, top_k
+from service.metrics import Metrics
+from service.schemas import ClassifyResult, Heatmap, Timing, TopK
 
-__all__ = ["Upload", "classify_uploads"]
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+__all__ = ["Answer", "BatchProcessor", "Job", "Upload", "classify_uploads"]
+
+log = logging.getLogger("service")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Upload:
     """One image as received: a file's bytes, or a raw gray frame with its width and height."""
 
@@ -39,10 +57,72 @@ class Upload:
     height: int | None = None
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    image: np.ndarray  # H x W uint8 gray, kept for the overlay and the heatmap's size
-    tensor: torch.Tensor  # 1 x C x S x S, the model's input
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What the batcher queues for one image: the upload and the heatmap wanted ("gray", "overlay", "none")."""
+
+    upload: Upload
+    heatmap: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One image's result from the model thread."""
+
+    prediction: Prediction
+    heatmap: Heatmap | None
+    width: int
+    height: int
+    model_s: float  # the batched model call this image was part of
+
+
+class BatchProcessor:
+    """The batcher's batch function: jobs -> one ``Answer`` or exception per job, in order (a model thread)."""
+
+    def __init__(self, engine: Engine, max_pixels: int, metrics: Metrics) -> None:
+        self.engine = engine
+        self.max_pixels = max_pixels
+        self.metrics = metrics
+
+    def __call__(self, jobs: list[Job]) -> list[Answer | Exception]:
+        results: list[Answer | Exception] = []
+        images, inputs = [], []
+        for job in jobs:
+            try:
+                image = self._decode(job.upload)
+                inputs.append(self.engine.prepare(image))
+                images.append(image)
+                results.append(None)  # type: ignore[arg-type] # filled in below
+            except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
+                results.append(exc)
+        if not inputs:
+            return results
+        start = time.perf_counter()
+        try:
+            predictions = self.engine.predict(inputs)
+        except Exception as exc:  # noqa: BLE001 - fail the model's batch, keep the decoding errors
+            log.exception("the model failed on a batch of %d", len(inputs))
+            self.metrics.batch_failures.inc()
+            failed = InferenceFailed(
+                f"the model failed on the batch of {len(inputs)} images this one was in ({exc}); retry the request"
+            )
+            return [failed if r is None else r for r in results]
+        model_s = time.perf_counter() - start
+        self.metrics.batch_size.observe(len(inputs))
+        self.metrics.inference.observe(model_s)
+        done = iter(zip(images, predictions, strict=True))
+        for i, job in enumerate(jobs):
+            if results[i] is None:
+                image, pred = next(done)
+                height, width = image.shape
+                heatmap = render_heatmap(pred.attention, image, job.heatmap)
+                results[i] = Answer(pred, heatmap, width, height, model_s)
+        return results
+
+    def _decode(self, upload: Upload):
+        if upload.width is not None and upload.height is not None:
+            return decode_frame(upload.data, upload.width, upload.height, self.max_pixels)
+        return decode_image(upload.data, self.max_pixels)
 
 
 async def classify_uploads(
@@ -51,33 +131,16 @@ async def classify_uploads(
     """One result per upload, in order; an image that failed gets its exception instead."""
     start = getattr(request.state, "start", time.perf_counter())
     deadline = start + runtime.settings.request_timeout_s
-    decoded = await run_in_threadpool(_decode_all, runtime, uploads)
-    good = [d for d in decoded if isinstance(d, _Decoded)]
-    futures = runtime.batcher.submit([d.tensor for d in good], deadline)
-    outcomes = iter(await _wait(futures, deadline, request))
-    answered = [d if isinstance(d, Exception) else (d, next(outcomes)) for d in decoded]
+    futures = runtime.batcher.submit([Job(up, heatmap) for up in uploads], deadline)
+    outcomes = await _wait(futures, deadline, request)
     ids = [request_id] if len(uploads) == 1 else [f"{request_id}/{i}" for i in range(len(uploads))]
-    return await run_in_threadpool(_encode_all, runtime, answered, heatmap, ids, start)
-
-
-def _decode_all(runtime: Runtime, uploads: list[Upload]) -> list[_Decoded | Exception]:
-    max_pixels = runtime.settings.max_pixels
-    out: list[_Decoded | Exception] = []
-    for up in uploads:
-        try:
-            if up.width is not None and up.height is not None:
-                image = decode_frame(up.data, up.width, up.height, max_pixels)
-            else:
-                image = decode_image(up.data, max_pixels)
-            out.append(_Decoded(image, runtime.engine.prepare(image)))
-        except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
-            out.append(exc)
-    return out
+    return [
+        outcome if isinstance(outcome, Exception) else _result(runtime, outcome, rid, start)
+        for outcome, rid in zip(outcomes, ids, strict=True)
+    ]
 
 
 async def _wait(futures: list[asyncio.Future], deadline: float, request: Request) -> list[Batched | Exception]:
-    if not futures:
-        return []
     everything = asyncio.gather(*futures, return_exceptions=True)
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
@@ -113,33 +176,12 @@ async def _disconnected(request: Request) -> None:
         await asyncio.Event().wait()
 
 
-def _encode_all(
-    runtime: Runtime,
-    answered: list[tuple[_Decoded, Batched | Exception] | Exception],
-    heatmap: str,
-    ids: list[str],
-    start: float,
-) -> list[ClassifyResult | Exception]:
-    results: list[ClassifyResult | Exception] = []
-    for item, request_id in zip(answered, ids, strict=True):
-        if isinstance(item, Exception):  # failed to decode
-            results.append(item)
-        elif isinstance(item[1], Exception):  # failed in the queue or the model
-            results.append(item[1])
-        else:
-            results.append(_encode(runtime, item[0], item[1], heatmap, request_id, start))
-    return results
-
-
-def _encode(
-    runtime: Runtime, decoded: _Decoded, batched: Batched[Prediction], heatmap: str, request_id: str, start: float
-) -> ClassifyResult:
-    pred = batched.output
-    top = top_k(pred.scores, runtime.engine.labels, 5)
+def _result(runtime: Runtime, batched: Batched[Answer], request_id: str, start: float) -> ClassifyResult:
+    answer = batched.output
+    top = top_k(answer.prediction.scores, runtime.engine.labels, 5)
     index, label, confidence = top[0]
     threshold = runtime.settings.low_confidence_threshold
     runtime.metrics.observe_prediction(label, confidence, threshold)
-    height, width = decoded.image.shape
     return ClassifyResult(
         request_id=request_id,
         label=label,
@@ -147,13 +189,13 @@ def _encode(
         confidence=confidence,
         low_confidence=confidence < threshold,
         top5=[TopK(label=lab, score=score) for _, lab, score in top],
-        heatmap=render_heatmap(pred.attention, decoded.image, heatmap),
-        width=width,
-        height=height,
+        heatmap=answer.heatmap,
+        width=answer.width,
+        height=answer.height,
         model=runtime.model_ref,
         timing_ms=Timing(
             queue_ms=batched.queue_s * 1e3,
-            inference_ms=batched.inference_s * 1e3,
+            inference_ms=answer.model_s * 1e3,
             total_ms=(time.perf_counter() - start) * 1e3,
         ),
     )

@@ -58,6 +58,10 @@ def build_server(app: FastAPI, settings: Settings, host: str | None = None, port
         log_level=settings.log_level,
         # One process: the model and its batcher live in it. Scale out with replicas, not workers.
         workers=1,
+        # h11, not httptools: h11 refuses oversized headers (uvicorn's httptools has no limit: a 1 MB header
+        # reached the app) and malformed request lines; httptools saved <0.1 ms of CPU per request here.
+        http="h11",
+        loop="auto",  # uvloop where installed (a dependency on Linux): a cheaper event loop
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above

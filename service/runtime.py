@@ -17,8 +17,9 @@ from service import calibration
 from service.admission import Admission
 from service.batcher import MicroBatcher
 from service.errors import NotReady
-from service.inference import Engine, Prediction
+from service.inference import Engine
 from service.metrics import Metrics
+from service.pipeline import Answer, BatchProcessor
 from service.schemas import CalibrationRow, ModelInfo, ModelRef, ServingInfo
 from service.settings import Settings
 
@@ -32,8 +33,8 @@ class Runtime:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
-        self.batcher: MicroBatcher[Prediction] = MicroBatcher(
-            engine.predict,
+        self.batcher: MicroBatcher[Answer] = MicroBatcher(
+            BatchProcessor(engine, settings.max_pixels, metrics),
             max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_delay_ms / 1e3,
             queue_size=settings.queue_size,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -256,6 +256,27 @@ def gate() -> Iterator[Callable[[Live | Runtime], Gate]]:
     yield install
     for g in gates:
         g.open()
+
+
+@pytest.fixture
+def model_calls() -> Iterator[Callable[[Live | Runtime], list[int]]]:
+    """``model_calls(svc)``: the batch sizes the model of ``svc`` is called with from now on (restored at teardown).
+
+    The batcher's batch also holds images that fail to decode; this is what reached the model itself.
+    """
+    installed: list[tuple[Any, Callable]] = []
+
+    def install(target: Live | Runtime) -> list[int]:
+        engine = (target.runtime if isinstance(target, Live) else target).engine
+        calls: list[int] = []
+        predict = engine.predict
+        engine.predict = lambda inputs: calls.append(len(inputs)) or predict(inputs)
+        installed.append((engine, predict))
+        return calls
+
+    yield install
+    for engine, predict in reversed(installed):
+        engine.predict = predict
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

@@ -156,6 +156,20 @@ def test_a_failing_batch_fails_every_image_in_it_and_the_next_batch_works():
     run(scenario)
 
 
+def test_an_exception_returned_for_one_input_fails_that_input_alone():
+    def odd_inputs_fail(inputs):
+        return [ValueError(f"{x} is odd") if x % 2 else 2 * x for x in inputs]
+
+    async def scenario():
+        b = batcher(odd_inputs_fail, max_batch_size=4, max_delay_s=0.05)
+        outcomes = await asyncio.gather(*b.submit([1, 2, 3, 4], later()), return_exceptions=True)
+        assert [str(o) if isinstance(o, Exception) else o.output for o in outcomes] == ["1 is odd", 4, "3 is odd", 8]
+        assert all(o.batch_size == 4 for o in outcomes if isinstance(o, Batched))
+        await b.stop()
+
+    run(scenario)
+
+
 def test_a_model_returning_the_wrong_number_of_outputs_fails_the_batch():
     async def scenario():
         b = batcher(lambda inputs: inputs[:-1], max_batch_size=2)

@@ -38,22 +38,25 @@ def test_concurrent_requests_are_batched_together(live, gate, png, pictures, unt
         assert timing["queue_ms"] > 0 and timing["inference_ms"] > 0
 
 
-def test_a_bad_image_in_a_busy_batch_does_not_disturb_its_neighbours(live, gate, png, pictures, until):
-    with live(max_batch_size=8) as svc:
+def test_a_bad_image_in_a_busy_batch_does_not_disturb_its_neighbours(live, gate, model_calls, png, pictures, until):
+    with live(max_batch_size=16) as svc:
         alone = [top(svc.classify(p)) for p in pictures]  # each image's answer on its own
+        model_batches = model_calls(svc)
         g = gate(svc)
         blocker = svc.start("POST", "/classify", content=png, headers=PNG)
         until(g.entered.is_set, "the first request to reach the model")
         good = [svc.start("POST", "/classify", content=p, headers=PNG) for p in pictures[:4]]
         bad = svc.start("POST", "/classify", content=pictures[4][:40], headers=PNG)  # truncated
         good += [svc.start("POST", "/classify", content=p, headers=PNG) for p in pictures[4:]]
-        assert bad.result().status_code == 400, "a bad image is answered at once, without waiting for the model"
-        until(lambda: svc.runtime.batcher.depth == 8, "the eight good requests in the queue")
+        until(lambda: svc.runtime.batcher.depth == 9, "the nine requests in the queue")
         g.open()
+        assert bad.result().status_code == 400
+        assert "could not decode the image" in bad.result().json()["detail"]
         for future, expected in zip(good, alone, strict=True):
             assert top(future.result()) == pytest.approx(expected, abs=1e-5)
         assert blocker.result().status_code == 200
-        assert g.batches == [1, 8], "the bad image never entered a batch"
+        assert g.batches == [1, 9], "the bad image was decoded in the batch of nine"
+        assert model_batches == [1, 8], "and left out of the model's batch"
 
 
 def test_a_model_failure_fails_its_batch_with_500_and_the_service_carries_on(live, png):

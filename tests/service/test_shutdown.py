@@ -113,7 +113,10 @@ def _listening_ports(pid: int) -> set[tuple[str, int]]:
     """(address, port) of the TCP sockets ``pid`` listens on (Linux /proc)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed since listdir (the process keeps running)
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     found = set()

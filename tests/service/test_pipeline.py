@@ -1,0 +1,90 @@
+"""service.pipeline.BatchProcessor: one batch of jobs in the model thread, each image failing alone."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import BadImage, InferenceFailed
+from service.inference import Engine, decode_image
+from service.metrics import Metrics
+from service.pipeline import Answer, BatchProcessor, Job, Upload
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint) -> Engine:
+    return Engine.load(tiny_checkpoint, "cpu", threads=1, workers=1)
+
+
+@pytest.fixture
+def processor(engine) -> BatchProcessor:
+    return BatchProcessor(engine, max_pixels=1_000_000, metrics=Metrics())
+
+
+def sample(metrics: Metrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name) or 0.0
+
+
+def test_every_job_gets_the_answer_it_would_get_alone(processor, engine, png, gray):
+    frame = Upload(gray.tobytes(), width=gray.shape[1], height=gray.shape[0])
+    jobs = [Job(Upload(png), "gray"), Job(frame, "none"), Job(Upload(png), "overlay")]
+    answers = processor(jobs)
+    alone = engine.predict([engine.prepare(decode_image(png, 1_000_000))])[0]
+    assert all(isinstance(a, Answer) for a in answers)
+    for answer in answers:
+        np.testing.assert_allclose(answer.prediction.scores, alone.scores, atol=1e-5)
+        assert (answer.height, answer.width) == gray.shape
+    gray_map, no_map, overlay = (a.heatmap for a in answers)
+    assert no_map is None and gray_map.kind == "gray" and overlay.kind == "overlay"
+    picture = Image.open(io.BytesIO(base64.b64decode(overlay.data)))
+    assert picture.mode == "RGB" and picture.size == (gray.shape[1], gray.shape[0])
+
+
+def test_an_image_that_fails_to_decode_gets_its_error_and_stays_out_of_the_model(processor, engine, png):
+    sizes = []
+    predict = engine.predict
+    engine.predict = lambda inputs: sizes.append(len(inputs)) or predict(inputs)
+    try:
+        answers = processor([Job(Upload(png), "gray"), Job(Upload(png[:60]), "gray"), Job(Upload(png), "none")])
+    finally:
+        engine.predict = predict
+    assert sizes == [2], "the model saw the two good images only"
+    assert isinstance(answers[0], Answer) and isinstance(answers[2], Answer)
+    assert isinstance(answers[1], BadImage) and "could not decode" in str(answers[1])
+    assert (
+        sample(processor.metrics, "ilcs_batch_size_sum") == 2
+        and sample(processor.metrics, "ilcs_batch_size_count") == 1
+    )
+
+
+def test_a_batch_of_only_bad_images_never_calls_the_model(processor, engine):
+    def refuse(inputs):
+        raise AssertionError("the model was called")
+
+    predict, engine.predict = engine.predict, refuse
+    try:
+        answers = processor([Job(Upload(b""), "gray"), Job(Upload(b"not an image"), "gray")])
+    finally:
+        engine.predict = predict
+    assert all(isinstance(a, BadImage) for a in answers)
+    assert sample(processor.metrics, "ilcs_batch_size_count") == 0
+
+
+def test_a_model_failure_fails_the_images_in_the_model_and_keeps_the_decoding_errors(processor, engine, png):
+    def broken(inputs):
+        raise RuntimeError("simulated kernel fault")
+
+    predict, engine.predict = engine.predict, broken
+    try:
+        answers = processor([Job(Upload(png), "gray"), Job(Upload(b"\x00" * 10), "gray"), Job(Upload(png), "gray")])
+    finally:
+        engine.predict = predict
+    assert isinstance(answers[1], BadImage)
+    for failed in (answers[0], answers[2]):
+        assert isinstance(failed, InferenceFailed)
+        assert "batch of 2 images" in str(failed) and "simulated kernel fault" in str(failed)
+    assert sample(processor.metrics, "ilcs_batch_failures_total") == 1
