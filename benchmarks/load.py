@@ -56,6 +56,8 @@ class Level:
     mean_batch: float
     server_cpu_s: float
     client_cpu_s: float
+    loop_cpu_s: float = 0.0  # the server's event-loop thread (HTTP, routing, futures, JSON)
+    model_images: float = 0.0  # images the model ran on (ilcs_batch_size_sum)
 
     @property
     def throughput(self) -> float:
@@ -254,14 +256,22 @@ class Service:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the server process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(Path(f"/proc/{self.proc.pid}/stat"))
+
+    def loop_cpu_seconds(self) -> float:
+        """CPU seconds of the server's main thread, the one running the event loop."""
+        return _cpu_seconds(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat"))
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) -> Level:
     """``clients`` closed-loop clients sending ``requests`` requests in all."""
     sum0, count0 = svc.batches()
-    server0, client0 = svc.cpu_seconds(), time.process_time()
+    server0, loop0, client0 = svc.cpu_seconds(), svc.loop_cpu_seconds(), time.process_time()
     latencies: list[float] = []
     errors = [0]
     counter = itertools.count()
@@ -289,9 +299,11 @@ def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) 
 
     seconds = asyncio.run(everyone())
     client_cpu, server_cpu = time.process_time() - client0, svc.cpu_seconds() - server0
+    loop_cpu = svc.loop_cpu_seconds() - loop0
     sum1, count1 = svc.batches()
     mean_batch = (sum1 - sum0) / max(count1 - count0, 1)
-    return Level(clients, requests, errors[0], seconds, np.array(latencies), mean_batch, server_cpu, client_cpu)
+    return Level(clients, requests, errors[0], seconds, np.array(latencies), mean_batch, server_cpu, client_cpu,
+                 loop_cpu, sum1 - sum0)  # fmt: skip
 
 
 def machine() -> dict[str, str]:
@@ -383,6 +395,9 @@ def format_report(command, card, info, rows, batch, delay_ms, raws, levels) -> s
     server_ms = 1e3 * float(np.mean([lv.server_cpu_s / lv.requests for lv in saturation]))
     client_ms = 1e3 * float(np.mean([lv.client_cpu_s / lv.requests for lv in saturation]))
     service = float(np.mean([lv.throughput for lv in saturation]))
+    loop_ms = 1e3 * float(np.mean([lv.loop_cpu_s / lv.requests for lv in saturation]))
+    images = sum(lv.model_images for lv in saturation) or 1.0
+    workers_ms = 1e3 * sum(lv.server_cpu_s - lv.loop_cpu_s for lv in saturation) / images
     lines += [
         "",
         f"Median: the service serves **{median:.0%} of the raw model throughput** at saturation; "
@@ -393,10 +408,11 @@ def format_report(command, card, info, rows, batch, delay_ms, raws, levels) -> s
         f"- The model needs about {model_ms:.1f} ms of CPU per image ({cores} cores / raw throughput). At "
         f"saturation the server spent {server_ms:.1f} ms of CPU per request (the load generator "
         f"{client_ms:.2f} ms).",
-        f"- So about {max(server_ms - model_ms, 0):.1f} ms of CPU per request is not the model's raw cost: HTTP "
-        "parsing (uvicorn's pure-Python h11 parser), FastAPI and pydantic, JPEG decoding, preprocessing, the "
-        "heatmap PNG, the JSON answer, thread hand-offs, and the model itself running slower beside them "
-        "(shared caches, the GIL). On two cores every millisecond of it is taken from the model.",
+        f"- So about {max(server_ms - model_ms, 0):.1f} ms of CPU per request is not the model's raw cost. Per "
+        f"thread: the event loop (HTTP, FastAPI, futures, JSON) took {loop_ms:.2f} ms per request; the model "
+        f"workers (decoding, resizing, the model, the heatmap) {workers_ms:.1f} ms per image, against "
+        f"{model_ms:.1f} ms for the model alone. On two cores every millisecond of it is taken from the model "
+        "(`python -m benchmarks.overhead` takes it apart).",
         f"- The plain way to run the model, one call at a time with torch's threads on every core, calibrated "
         f"on its own (batch {info['one_batch']}), gives {info['one_call']:.1f} images/s here; the service's "
         f"{service:.1f} requests/s are {service / info['one_call']:.0%} of that. Run as the service runs it, "
