@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from fastapi import Request
 
 from service.batcher import Batched
@@ -85,21 +86,23 @@ class BatchProcessor:
         self.metrics = metrics
 
     def __call__(self, jobs: list[Job]) -> list[Answer | Exception]:
-        results: list[Answer | Exception] = []
+        results: list[Answer | Exception | None] = []  # None: decoded, waiting for the model
         images, inputs = [], []
         for job in jobs:
             try:
                 image = self._decode(job.upload)
                 inputs.append(self.engine.prepare(image))
                 images.append(image)
-                results.append(None)  # type: ignore[arg-type] # filled in below
+                results.append(None)
             except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
                 results.append(exc)
         if not inputs:
-            return results
+            return results  # type: ignore[return-value] # no None left
         start = time.perf_counter()
         try:
             predictions = self.engine.predict(inputs)
+            if len(predictions) != len(inputs):
+                raise RuntimeError(f"the model returned {len(predictions)} outputs for {len(inputs)} images")
         except Exception as exc:  # noqa: BLE001 - fail the model's batch, keep the decoding errors
             log.exception("the model failed on a batch of %d", len(inputs))
             self.metrics.batch_failures.inc()
@@ -111,18 +114,24 @@ class BatchProcessor:
         self.metrics.batch_size.observe(len(inputs))
         self.metrics.inference.observe(model_s)
         done = iter(zip(images, predictions, strict=True))
-        for i, job in enumerate(jobs):
-            if results[i] is None:
-                image, pred = next(done)
-                height, width = image.shape
-                heatmap = render_heatmap(pred.attention, image, job.heatmap)
-                results[i] = Answer(pred, heatmap, width, height, model_s)
-        return results
+        return [
+            self._answer(*next(done), job.heatmap, model_s) if r is None else r
+            for r, job in zip(results, jobs, strict=True)
+        ]
 
-    def _decode(self, upload: Upload):
+    def _decode(self, upload: Upload) -> np.ndarray:
         if upload.width is not None and upload.height is not None:
             return decode_frame(upload.data, upload.width, upload.height, self.max_pixels)
         return decode_image(upload.data, self.max_pixels)
+
+    @staticmethod
+    def _answer(image: np.ndarray, pred: Prediction, heatmap: str, model_s: float) -> Answer | Exception:
+        height, width = image.shape
+        try:
+            return Answer(pred, render_heatmap(pred.attention, image, heatmap), width, height, model_s)
+        except Exception as exc:  # noqa: BLE001 - this image alone: its neighbours have their answers
+            log.exception("could not render the heatmap of a %d x %d image", width, height)
+            return InferenceFailed(f"could not render the heatmap ({exc}); retry, or ask for ?heatmap=none")
 
 
 async def classify_uploads(

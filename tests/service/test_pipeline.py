@@ -88,3 +88,19 @@ def test_a_model_failure_fails_the_images_in_the_model_and_keeps_the_decoding_er
         assert isinstance(failed, InferenceFailed)
         assert "batch of 2 images" in str(failed) and "simulated kernel fault" in str(failed)
     assert sample(processor.metrics, "ilcs_batch_failures_total") == 1
+
+
+def test_a_heatmap_that_cannot_be_rendered_fails_its_image_alone(processor, png, monkeypatch):
+    from service import pipeline
+
+    real = pipeline.render_heatmap
+
+    def fails_on_overlays(attention, image, kind):
+        if kind == "overlay":
+            raise MemoryError("simulated")
+        return real(attention, image, kind)
+
+    monkeypatch.setattr(pipeline, "render_heatmap", fails_on_overlays)
+    gray, overlay, none = processor([Job(Upload(png), "gray"), Job(Upload(png), "overlay"), Job(Upload(png), "none")])
+    assert isinstance(gray, Answer) and isinstance(none, Answer)
+    assert isinstance(overlay, InferenceFailed) and "heatmap=none" in str(overlay)
