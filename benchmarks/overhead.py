@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import torch
 
@@ -113,7 +114,7 @@ def extras_alone_ms(engine, images: list[bytes], target: str, rounds: int = 3) -
     from service.metrics import Metrics
     from service.pipeline import BatchProcessor, Job, Upload
 
-    kind = "none" if "heatmap=none" in target else "overlay" if "heatmap=overlay" in target else "gray"
+    kind = parse_qs(urlsplit(target).query).get("heatmap", ["gray"])[0]
     process = BatchProcessor(engine, 10**9, Metrics())
     prepared = [engine.prepare(decode_image(img, 10**9)) for img in images]
     best = float("inf")

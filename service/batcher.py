@@ -54,11 +54,10 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class Batched(Generic[T]):
-    """One input's output, with how long it queued and how long its batch took."""
+    """One input's output, with how long it queued and the size of the batch it was in."""
 
     output: T
     queue_s: float
-    inference_s: float
     batch_size: int
 
 
@@ -273,14 +272,13 @@ class MicroBatcher(Generic[T]):
             for pending in batch:
                 self._fail(pending, InferenceFailed(detail))
             return
-        inference_s = time.perf_counter() - start
         for pending, output in zip(batch, outputs, strict=True):
             if pending.future.done():
                 continue
             if isinstance(output, Exception):  # this input alone failed (an undecodable image, say)
                 pending.future.set_exception(output)
             else:
-                pending.future.set_result(Batched(output, start - pending.enqueued, inference_s, len(batch)))
+                pending.future.set_result(Batched(output, start - pending.enqueued, len(batch)))
 
     @staticmethod
     def _fail(pending: Pending, exc: Exception) -> None:

@@ -35,6 +35,7 @@ from PIL import Image
 
 from model_zoo.checkpoint import ModelCard, save_checkpoint
 from model_zoo.registry import create_model
+from service.inference import Engine
 from service.main import create_app
 from service.run import build_server
 from service.runtime import Runtime
@@ -259,15 +260,17 @@ def gate() -> Iterator[Callable[[Live | Runtime], Gate]]:
 
 
 @pytest.fixture
-def model_calls() -> Iterator[Callable[[Live | Runtime], list[int]]]:
-    """``model_calls(svc)``: the batch sizes the model of ``svc`` is called with from now on (restored at teardown).
+def model_calls() -> Iterator[Callable[[Live | Runtime | Engine], list[int]]]:
+    """``model_calls(svc)``: the batch sizes the model of ``svc`` (or an ``Engine``) is called with from now on.
 
     The batcher's batch also holds images that fail to decode; this is what reached the model itself.
+    Restored at teardown.
     """
     installed: list[tuple[Any, Callable]] = []
 
-    def install(target: Live | Runtime) -> list[int]:
-        engine = (target.runtime if isinstance(target, Live) else target).engine
+    def install(target: Live | Runtime | Engine) -> list[int]:
+        runtime = target.runtime if isinstance(target, Live) else target
+        engine = target if isinstance(target, Engine) else runtime.engine
         calls: list[int] = []
         predict = engine.predict
         engine.predict = lambda inputs: calls.append(len(inputs)) or predict(inputs)

@@ -44,14 +44,9 @@ def test_every_job_gets_the_answer_it_would_get_alone(processor, engine, png, gr
     assert picture.mode == "RGB" and picture.size == (gray.shape[1], gray.shape[0])
 
 
-def test_an_image_that_fails_to_decode_gets_its_error_and_stays_out_of_the_model(processor, engine, png):
-    sizes = []
-    predict = engine.predict
-    engine.predict = lambda inputs: sizes.append(len(inputs)) or predict(inputs)
-    try:
-        answers = processor([Job(Upload(png), "gray"), Job(Upload(png[:60]), "gray"), Job(Upload(png), "none")])
-    finally:
-        engine.predict = predict
+def test_an_image_that_fails_to_decode_gets_its_error_and_stays_out_of_the_model(processor, engine, model_calls, png):
+    sizes = model_calls(engine)
+    answers = processor([Job(Upload(png), "gray"), Job(Upload(png[:60]), "gray"), Job(Upload(png), "none")])
     assert sizes == [2], "the model saw the two good images only"
     assert isinstance(answers[0], Answer) and isinstance(answers[2], Answer)
     assert isinstance(answers[1], BadImage) and "could not decode" in str(answers[1])
@@ -61,28 +56,22 @@ def test_an_image_that_fails_to_decode_gets_its_error_and_stays_out_of_the_model
     )
 
 
-def test_a_batch_of_only_bad_images_never_calls_the_model(processor, engine):
-    def refuse(inputs):
-        raise AssertionError("the model was called")
-
-    predict, engine.predict = engine.predict, refuse
-    try:
-        answers = processor([Job(Upload(b""), "gray"), Job(Upload(b"not an image"), "gray")])
-    finally:
-        engine.predict = predict
+def test_a_batch_of_only_bad_images_never_calls_the_model(processor, engine, model_calls):
+    calls = model_calls(engine)
+    answers = processor([Job(Upload(b""), "gray"), Job(Upload(b"not an image"), "gray")])
+    assert calls == []
     assert all(isinstance(a, BadImage) for a in answers)
     assert sample(processor.metrics, "ilcs_batch_size_count") == 0
 
 
-def test_a_model_failure_fails_the_images_in_the_model_and_keeps_the_decoding_errors(processor, engine, png):
+def test_a_model_failure_fails_the_images_in_the_model_and_keeps_the_decoding_errors(
+    processor, engine, png, monkeypatch
+):
     def broken(inputs):
         raise RuntimeError("simulated kernel fault")
 
-    predict, engine.predict = engine.predict, broken
-    try:
-        answers = processor([Job(Upload(png), "gray"), Job(Upload(b"\x00" * 10), "gray"), Job(Upload(png), "gray")])
-    finally:
-        engine.predict = predict
+    monkeypatch.setattr(engine, "predict", broken)
+    answers = processor([Job(Upload(png), "gray"), Job(Upload(b"\x00" * 10), "gray"), Job(Upload(png), "gray")])
     assert isinstance(answers[1], BadImage)
     for failed in (answers[0], answers[2]):
         assert isinstance(failed, InferenceFailed)
