@@ -39,6 +39,12 @@ def _eval(args: argparse.Namespace) -> None:
     evaluate_cli(args)
 
 
+def _localise(args: argparse.Namespace) -> None:
+    from training.localise import localise_cli
+
+    localise_cli(args)
+
+
 def _profile(args: argparse.Namespace) -> None:
     from model_zoo.profile import write_table3
 
@@ -105,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=d.device)
     t.add_argument("--threads", type=int)
     t.add_argument("--resume", help="path to a run's last.pt")
-    t.add_argument("--model-kwargs", help='JSON of extra hyperparameters, e.g. \'{"head": "paper"}\'')
+    t.add_argument("--model-kwargs", help='JSON merged over the recipe\'s model options, e.g. \'{"attn_layer": null}\'')
+    t.add_argument("--box-loss-weight", type=float, default=d.box_loss_weight,
+                   help="weight of the heatmap's weak box supervision (NEU-DET annotations/*.xml); 0: off")
     t.add_argument("--version", default=d.version)
     t.set_defaults(func=_train)
 
@@ -119,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_eval)
+
+    lo = sub.add_parser("localise", help="score heatmaps against VOC boxes (energy in boxes, pointing game)")
+    lo.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
+    lo.add_argument("--data", default=d.data, help="a NEU-DET layout folder with annotations/*.xml")
+    g = lo.add_mutually_exclusive_group()
+    g.add_argument("--split-manifest", default=d.manifest, help="score the manifest's --subset list")
+    g.add_argument("--all", action="store_true", help="score every image in --data")
+    lo.add_argument("--subset", default="test", choices=["train", "val", "test"])
+    lo.add_argument("--method", default="model",
+                    help="model (the served map), energy, gradcam:<module>, gradcam++:<module>, or all")
+    lo.add_argument("--device", default="auto")
+    lo.add_argument("--json", action="store_true", help="print only the JSON object")
+    lo.set_defaults(func=_localise)
 
     pr = sub.add_parser("profile", help="parameters and FLOPs of the seven models (paper Table 3)")
     pr.add_argument("--out", default="reports/table3.md")

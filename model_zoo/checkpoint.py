@@ -52,6 +52,8 @@ class ModelCard(BaseModel):
     in_chans: int = 3
     mean: float = NEU_MEAN
     std: float = NEU_STD
+    temperature: float = 1.0  # calibrated probabilities are softmax(logits / temperature)
+    heatmap_method: str = ""  # what the served heatmap is ("miam_spatial", "activation_energy", ...)
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""

@@ -2,7 +2,8 @@
 
 Builders register under a name with ``@register_model``; ``create_model`` builds
 one by name. A ``+miam`` suffix is the paper's plug-in: ``create_model("resnet50+miam")``
-is ``create_model("resnet50", miam=True)``.
+is ``create_model("resnet50", attn_layer="miam")``. Cards written before ``attn_layer``
+carry ``miam: bool``; it is read as ``attn_layer="miam"`` or ``None``.
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ def create_model(name: str, num_classes: int = 6, **kwargs) -> nn.Module:
     Args:
         name: A registered name, optionally with the ``+miam`` suffix.
         num_classes: Number of output classes (NEU: 6).
-        **kwargs: Hyperparameters of the builder (``miam``, ``head``, ``input_size``...).
+        **kwargs: Hyperparameters of the builder (``attn_layer``, ``head``, ``input_size``...).
     """
     _import_builders()
+    if "miam" in kwargs:  # cards written before attn_layer
+        kwargs["attn_layer"] = "miam" if kwargs.pop("miam") else None
     base, plus, suffix = name.partition("+")
     if plus:
         if suffix != "miam":
             msg = f"unknown model suffix {'+' + suffix!r} in {name!r}; the only suffix is '+miam'"
             raise ValueError(msg)
-        kwargs["miam"] = True
+        kwargs["attn_layer"] = "miam"
     if base not in _MODELS:
         msg = f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}"
         raise ValueError(msg)

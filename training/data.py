@@ -5,6 +5,9 @@ Two layouts are understood:
 * NEU-DET: ``<root>/images/<class>_<n>.jpg`` (label = the filename up to its last ``_``);
 * one folder per class: ``<root>/<class>/<anything>.<ext>``.
 
+In the NEU-DET layout, ``<root>/annotations/<stem>.xml`` (Pascal VOC) gives each image
+the boxes of its own class, kept as a mask for the heatmap's weak box supervision.
+
 Every image is decoded once, with the model zoo's ``decode_gray``, into a uint8
 cache, so the CPU spends its epochs on the model and not on JPEG decoding.
 Labels are sorted alphabetically, as the NEU README prescribes.
@@ -21,6 +24,7 @@ from tqdm import tqdm
 
 from model_zoo.preprocess import decode_gray
 from training.config import default_neu_root
+from training.localisation import box_mask, read_boxes
 
 __all__ = ["IMAGE_SUFFIXES", "ImageSet", "default_neu_root", "load_image_folder"]
 
@@ -35,6 +39,15 @@ class ImageSet:
     classes: list[str]
     images: list[np.ndarray] = field(repr=False)  # H x W uint8 each
     digests: list[str] = field(repr=False)  # sha256 of each file's bytes (duplicate detection)
+    masks: list[np.ndarray | None] = field(default=None, repr=False)  # H x W bool box mask of the own class
+
+    def __post_init__(self) -> None:
+        if self.masks is None:
+            self.masks = [None] * len(self.names)
+
+    @property
+    def has_boxes(self) -> bool:
+        return any(m is not None for m in self.masks)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -53,6 +66,7 @@ class ImageSet:
             self.classes,
             [self.images[i] for i in idx],
             [self.digests[i] for i in idx],
+            [self.masks[i] for i in idx],
         )
 
 
@@ -106,4 +120,15 @@ def load_image_folder(root: str | Path, classes: list[str] | None = None, progre
         digests.append(hashlib.sha256(data).hexdigest())
         images.append(decode_gray(data))
     labels = np.array([classes.index(n) for n in label_names], dtype=np.int64)
-    return ImageSet(root, [n for n, _ in files], labels, classes, images, digests)
+    names = [n for n, _ in files]
+    masks = [_own_class_mask(root, n, label, img.shape) for n, label, img in zip(names, label_names, images, strict=True)]
+    return ImageSet(root, names, labels, classes, images, digests, masks)
+
+
+def _own_class_mask(root: Path, name: str, label: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The boxes of the image's own class as an H x W mask, or None without an annotation (or boxes)."""
+    xml = root / "annotations" / (Path(name).stem + ".xml")
+    if not xml.is_file():
+        return None
+    mask = box_mask(read_boxes(xml, label), shape[0], shape[1])
+    return mask if mask.any() else None

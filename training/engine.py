@@ -11,9 +11,23 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from model_zoo.preprocess import Preprocess
-from training.augment import augment_batch
+from training.augment import augment_batch, augment_batch_with_masks
 
-__all__ = ["predict", "train_one_epoch"]
+__all__ = ["box_loss", "predict", "train_one_epoch"]
+
+
+def box_loss(attention: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between the heatmap (B x 1 x h x w, in [0, 1]) and the box masks area-pooled to h x w.
+
+    Each map cell's target is the share of its area inside the image's boxes; images
+    without boxes (``valid`` False) add nothing.
+    """
+    if not bool(valid.any()):
+        return attention.new_zeros(())
+    target = F.adaptive_avg_pool2d(masks, attention.shape[-2:])
+    att = attention.float().clamp(1e-6, 1 - 1e-6)
+    per_image = F.binary_cross_entropy(att, target, reduction="none").mean(dim=(1, 2, 3))
+    return per_image[valid].mean()
 
 
 def train_one_epoch(
@@ -29,20 +43,35 @@ def train_one_epoch(
     device: torch.device,
     label_smoothing: float = 0.0,
     desc: str = "train",
+    masks: Sequence[torch.Tensor | None] | None = None,
+    box_loss_weight: float = 0.0,
 ) -> dict[str, float]:
-    """One pass over ``images`` (1 x H x W uint8 tensors) in a shuffled order; returns loss and accuracy."""
+    """One pass over ``images`` (1 x H x W uint8 tensors) in a shuffled order; returns losses and accuracy.
+
+    With ``box_loss_weight`` > 0 and ``masks`` (1 x H x W uint8 box masks, None where an image has
+    none), the heatmap of ``forward_with_attention`` is pulled toward the boxes by ``box_loss``.
+    """
     model.train()
+    supervise = box_loss_weight > 0 and masks is not None and any(m is not None for m in masks)
     order = torch.randperm(len(images), generator=generator)
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, total_box, correct, seen = 0.0, 0.0, 0, 0
     bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False)
     for start in bar:
         idx = order[start : start + batch_size]
         if len(idx) < 2:  # BatchNorm cannot train on a single image
             continue
-        x = preprocess(augment_batch([images[i] for i in idx], transform)).to(device)
         y = labels[idx].to(device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if supervise:
+            x, m, valid = augment_batch_with_masks([images[i] for i in idx], [masks[i] for i in idx], transform)
+            out = model.forward_with_attention(preprocess(x).to(device))
+            logits = out.logits
+            aux = box_loss(out.attention, m.to(device), valid.to(device))
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + box_loss_weight * aux
+            total_box += aux.item() * len(idx)
+        else:
+            x = preprocess(augment_batch([images[i] for i in idx], transform)).to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -51,7 +80,7 @@ def train_one_epoch(
         correct += int((logits.argmax(1) == y).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "box_loss": total_box / max(seen, 1)}
 
 
 @torch.inference_mode()
@@ -63,8 +92,11 @@ def predict(
     batch_size: int = 32,
     with_attention: bool = False,
     progress: bool = False,
+    temperature: float = 1.0,
+    logits_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Softmax scores (N x C) for H x W uint8 images, and the attention maps if asked."""
+    """Softmax scores of ``logits / temperature`` (N x C; raw logits with ``logits_only``) for H x W uint8
+    images, and the attention maps if asked."""
     model.eval()
     scores, maps = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
@@ -75,5 +107,6 @@ def predict(
             maps.append(out.attention.float().cpu().numpy()[:, 0])
         else:
             logits = model(batch)
-        scores.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        logits = logits.float()
+        scores.append((logits if logits_only else torch.softmax(logits / temperature, dim=1)).cpu().numpy())
     return np.concatenate(scores), (np.concatenate(maps) if with_attention else None)

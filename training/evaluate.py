@@ -44,7 +44,7 @@ def evaluate_with_maps(
             raise ValueError(msg)
         images = images.subset(load_manifest(manifest)[subset])
     scores, maps = predict(model, images.images, Preprocess.from_card(card), dev, with_attention=with_attention,
-                           progress=progress)
+                           progress=progress, temperature=card.temperature)
     report = classification_report(scores, images.labels, card.labels)
     report["checkpoint"] = {"arch": card.arch, "version": card.version, "weights_sha256": card.weights_sha256}
     report["data"] = {"root": str(data), "subset": "all" if all_images else subset}

@@ -55,9 +55,13 @@ def localisation_scores(
         heat = upsample_attention(att, *size)
         total = float(heat.sum())
         r = per.setdefault(label, {"energy": [], "area": [], "hit": []})
-        r["energy"].append(float(heat[mask].sum()) / total if total > 0 else 0.0)
         r["area"].append(float(mask.mean()))
-        r["hit"].append(float(mask.flat[int(heat.argmax())]))
+        if total > 0:
+            r["energy"].append(float(heat[mask].sum()) / total)
+            r["hit"].append(float(mask.flat[int(heat.argmax())]))
+        else:  # a flat map points nowhere: it scores as a uniformly random point would
+            r["energy"].append(float(mask.mean()))
+            r["hit"].append(float(mask.mean()))
 
     def summary(rows: dict[str, list[float]]) -> dict:
         return {"n": len(rows["hit"]), "energy_in_boxes": float(np.mean(rows["energy"])),

@@ -31,7 +31,12 @@ def activation_energy(features: torch.Tensor) -> torch.Tensor:
 
 
 class AttentionClassifier(nn.Module):
-    """Base class: subclasses implement ``forward_features`` and ``forward_head``."""
+    """Base class: subclasses implement ``forward_features`` and ``forward_head`` and hold ``attn``."""
+
+    @property
+    def heatmap_method(self) -> str:
+        """Name of the map ``forward_with_attention`` returns: MIAM's spatial map or the activation energy."""
+        return "miam_spatial" if hasattr(getattr(self, "attn", None), "forward_with_attention") else "activation_energy"
 
     def forward_features(self, x: torch.Tensor) -> AttendedFeatures:
         raise NotImplementedError
@@ -47,11 +52,12 @@ class AttentionClassifier(nn.Module):
         return self.forward_head(self.forward_features(x).features)
 
 
-def attend(miam: nn.Module | None, features: torch.Tensor) -> AttendedFeatures:
-    """Run MIAM on ``features`` if the model has one, else use the activation energy as the map."""
-    if miam is None:
-        return AttendedFeatures(features, activation_energy(features))
-    return miam.forward_with_attention(features)
+def attend(attn: nn.Module, features: torch.Tensor) -> AttendedFeatures:
+    """Refine ``features`` with ``attn``; its spatial map is MIAM's, else the activation energy."""
+    if hasattr(attn, "forward_with_attention"):
+        return attn.forward_with_attention(features)
+    features = attn(features)
+    return AttendedFeatures(features, activation_energy(features))
 
 
 class LogitsAndAttention(nn.Module):

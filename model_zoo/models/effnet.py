@@ -11,7 +11,7 @@ convolutions and downsamples one axis at a time::
 
 The ICIP paper's CIFAR model stacks blocks of 32, 64 and 128 channels before its
 classifier; for NEU we stack (64, 128, 256) like ILCS, so the two differ only by
-ILCS's attention, and give it the same heads. ``miam=True`` adds MIAM on the last map.
+ILCS's attention, and give it the same heads. ``attn_layer="miam"`` adds MIAM on the last map.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model_zoo.layers import MIAM, AttendedFeatures
+from model_zoo.layers import AttendedFeatures, ConvBnAct, create_attn
 from model_zoo.models.base import AttentionClassifier, attend
-from model_zoo.models.heads import create_head, init_weights
-from model_zoo.models.ilcs import ConvBnAct
+from model_zoo.models.heads import create_head
+from model_zoo.models.init import init_weights
 from model_zoo.registry import register_model
 
 __all__ = ["EffNet", "EffNetBlock", "effnet"]
@@ -52,7 +52,7 @@ class EffNet(AttentionClassifier):
         input_size: int = 200,
         hidden: int | None = None,
         drop_rate: float = 0.2,
-        miam: bool = False,
+        attn_layer: str | None = None,
     ) -> None:
         super().__init__()
         blocks, chs = [], in_chans
@@ -60,13 +60,13 @@ class EffNet(AttentionClassifier):
             blocks.append(EffNetBlock(chs, out))
             chs = out
         self.backbone = nn.Sequential(*blocks)
-        self.miam = MIAM(chs) if miam else None
+        self.attn = create_attn(attn_layer, chs)
         self.num_features = chs
         self.head = create_head(head, chs, input_size // 2 ** len(channels), num_classes, hidden, drop_rate)
         init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> AttendedFeatures:
-        return attend(self.miam, self.backbone(x))
+        return attend(self.attn, self.backbone(x))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
@@ -74,5 +74,5 @@ class EffNet(AttentionClassifier):
 
 @register_model
 def effnet(num_classes: int = 6, **kwargs) -> EffNet:
-    """EffNet with (64, 128, 256) blocks; ``miam=True`` for the paper's EffNet + MIAM."""
+    """EffNet with (64, 128, 256) blocks; ``attn_layer="miam"`` (or ``"effnet+miam"``) for the paper's EffNet + MIAM."""
     return EffNet(num_classes=num_classes, **kwargs)

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -64,22 +62,3 @@ def create_head(
         )
     msg = f"unknown head {kind!r}; choose one of {', '.join(HEADS)}"
     raise ValueError(msg)
-
-
-def init_weights(module: nn.Module) -> None:
-    """He initialisation (fan-out per group, as timm/EfficientNet) for convolutions, unit BN.
-
-    The fan-out of a depthwise conv is its kernel size, not kernel x channels: PyTorch's
-    ``kaiming_normal_(mode="fan_out")`` ignores groups and would start each depthwise
-    layer ~sqrt(C) too small, so the signal vanished through the 12 convs and attention
-    gates and eval-mode outputs (running BN statistics) were constant for the first epochs.
-    """
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

@@ -30,24 +30,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model_zoo.layers import MIAM, AttendedFeatures, ChannelAttention, SpatialAttention
+from model_zoo.layers import AttendedFeatures, ChannelAttention, ConvBnAct, SpatialAttention, create_attn
 from model_zoo.models.base import AttentionClassifier, attend
-from model_zoo.models.heads import create_head, init_weights
+from model_zoo.models.heads import create_head
+from model_zoo.models.init import init_weights
 from model_zoo.registry import register_model
 
 __all__ = ["ILCS", "LCSBlock", "ilcs"]
 
 DOWNSAMPLE = ("separable", "pool")
 POOL_AT = ("mid", "early")
-
-
-class ConvBnAct(nn.Sequential):
-    def __init__(self, in_chs, out_chs, kernel, stride=1, padding=0, groups=1, act_layer=nn.ReLU6):
-        super().__init__(
-            nn.Conv2d(in_chs, out_chs, kernel, stride=stride, padding=padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_chs),
-            act_layer(inplace=True),
-        )
 
 
 class LCSBlock(nn.Module):
@@ -124,7 +116,7 @@ class ILCS(AttentionClassifier):
         input_size: Side of the square input; fixes the ``paper`` head's width.
         hidden: Hidden width of the classifier (``None``: the head's default).
         drop_rate: Dropout in the classifier.
-        miam: Whether to refine the last map with MIAM (paper: yes).
+        attn_layer: Attention on the last map, by ``create_attn`` kind (paper: ``"miam"``; ``None``: none).
         interactive_scale_init: Learnable weight of MIAM's interactive term, and its start
             (``None``: the paper's eq. 11, weight 1, fixed; see ``layers/miam.py``).
         reduction, spatial_kernel, downsample, pool_at: passed to every block (and MIAM).
@@ -139,7 +131,7 @@ class ILCS(AttentionClassifier):
         input_size: int = 200,
         hidden: int | None = None,
         drop_rate: float = 0.2,
-        miam: bool = True,
+        attn_layer: str | None = "miam",
         interactive_scale_init: float | None = None,
         reduction: int = 16,
         spatial_kernel: int = 3,
@@ -155,18 +147,16 @@ class ILCS(AttentionClassifier):
             )
             chs = out
         self.lcs = nn.Sequential(*blocks)
-        self.miam = (
-            MIAM(chs, reduction=reduction, spatial_kernel=spatial_kernel, interactive_scale_init=interactive_scale_init)
-            if miam
-            else None
-        )
+        attn_kw = {"reduction": reduction, "spatial_kernel": spatial_kernel,
+                   "interactive_scale_init": interactive_scale_init} if attn_layer == "miam" else {}
+        self.attn = create_attn(attn_layer, chs, **attn_kw)
         self.num_features = chs
         self.feature_size = input_size // 2 ** len(channels)
         self.head = create_head(head, chs, self.feature_size, num_classes, hidden=hidden, drop_rate=drop_rate)
         init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> AttendedFeatures:
-        return attend(self.miam, self.lcs(x))
+        return attend(self.attn, self.lcs(x))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
@@ -174,8 +164,5 @@ class ILCS(AttentionClassifier):
 
 @register_model
 def ilcs(num_classes: int = 6, **kwargs) -> ILCS:
-    """ILCS with the ``gap`` head (any input size); ``head="paper", input_size=300`` is the paper's model.
-
-    The shipped checkpoint is ``miam=False`` at 160 x 160 (its card records both; ``model_zoo/DESIGN.md``).
-    """
+    """ILCS with MIAM and the ``gap`` head (any input size); ``head="paper", input_size=300`` is the paper's model."""
     return ILCS(num_classes=num_classes, **kwargs)

@@ -57,7 +57,7 @@ def test_pool_downsample_variant_keeps_shapes():
 
 
 def test_without_miam_the_map_is_activation_energy():
-    model = create_model("ilcs", miam=False, input_size=64).eval()
+    model = create_model("ilcs", attn_layer=None, input_size=64).eval()
     with torch.no_grad():
         att = model.forward_with_attention(torch.randn(2, 3, 64, 64)).attention
     assert att.amax(dim=(2, 3)).allclose(torch.ones(2, 1))

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from model_zoo.layers import MIAM
+
 from model_zoo import PAPER_MODELS, create_model, list_models
 from model_zoo.models import ClassifierOutput
 
@@ -68,4 +70,5 @@ def test_miam_plug_in_keeps_shapes_and_adds_exactly_its_parameters(name, channel
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert plain.eval()(x).shape == plus.eval()(x).shape
-    assert create_model(name, miam=True).miam is not None
+    assert isinstance(create_model(name, attn_layer="miam").attn, MIAM)
+    assert isinstance(create_model(name, miam=True).attn, MIAM)  # a card written before attn_layer

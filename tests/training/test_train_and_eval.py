@@ -31,13 +31,22 @@ def test_loss_falls_and_the_log_has_every_epoch(tiny_run):
     log = json.loads((root / "run" / "log.json").read_text())
     assert [r["epoch"] for r in log] == list(range(1, 11))
     assert min(r["train_loss"] for r in log[-3:]) < 0.8 * log[0]["train_loss"]
-    assert max(r["val_acc"] for r in log) >= 0.5  # chance is 1/6
-    assert (root / "run" / "log.csv").read_text().startswith("epoch,train_loss,train_acc,val_loss,val_acc")
+    assert max(r["val_acc"] for r in log[-3:]) >= 0.5  # chance is 1/6
+    assert log[-1]["train_box_loss"] < 0.6 * log[0]["train_box_loss"]  # the heatmap moves toward the boxes
+    assert (root / "run" / "log.csv").read_text().startswith("epoch,train_loss,train_acc,train_box_loss,val_loss")
+
+
+def test_model_kwargs_are_merged_over_the_recipe(tiny_run):
+    cfg, card, _ = tiny_run
+    assert card.hyperparameters == {"input_size": 32, "hidden": 32}  # the recipe's ILCS keeps MIAM
+    assert card.heatmap_method == "miam_spatial"
 
 
 def test_card_is_filled_in(tiny_run):
     _, card, _ = tiny_run
     assert card.arch == "ilcs" and card.input_size == 32
+    assert card.temperature > 0 and {"temperature", "test_ece_before", "test_ece_after"} <= set(card.metrics["calibration"])
+    assert card.training["n_train_with_boxes"] == card.training["n_train"]
     assert {"val_top1", "test_top1", "test_top5", "best_epoch"} <= set(card.metrics)
     assert len(card.training["manifest_sha256"]) == 64 and card.training["git_commit"]
     assert card.training["config"]["epochs"] == 10
