@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model-kwargs", help='JSON merged over the recipe\'s model options, e.g. \'{"attn_layer": null}\'')
     t.add_argument("--box-loss-weight", type=float, default=d.box_loss_weight,
                    help="weight of the heatmap's weak box supervision (NEU-DET annotations/*.xml); 0: off")
+    t.add_argument("--init-from", help="start from this checkpoint's weights (a fine-tuning stage)")
+    t.add_argument("--select", default=d.select, choices=["val_loss", "val_box_loss"],
+                   help="tie-break between epochs of equal validation top-1")
+    t.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     t.add_argument("--version", default=d.version)
     t.set_defaults(func=_train)
 
@@ -150,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--checkpoint", default=None)
     h.add_argument("--data", default=d.data)
     h.add_argument("--split-manifest", default=d.manifest)
-    h.add_argument("--log", default=None, help="training log.json for the curves")
     h.add_argument("--out", default="reports/figures")
     h.set_defaults(func=_heatmaps)
 
@@ -158,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", default=None)
     r.add_argument("--data", default=d.data)
     r.add_argument("--split-manifest", default=d.manifest)
-    r.add_argument("--log", default="reports/runs/ilcs/log.json")
+    r.add_argument("--runs", default="reports/runs/ablation", help="folder of the paired MIAM runs (log + card each)")
     r.add_argument("--out", default="reports/neu-ilcs.md")
     r.set_defaults(func=_report)
 

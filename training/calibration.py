@@ -29,8 +29,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
     x, y = torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels, dtype=torch.long)
     nll = np.array([_nll(x, y, t) for t in T_GRID])
     i = int(nll.argmin())
-    return {"temperature": float(T_GRID[i]), "nll_before": _nll(x, y, 1.0), "nll_after": float(nll[i]),
-            "at_bound": i in (0, len(T_GRID) - 1), "n": len(y)}
+    return {
+        "temperature": float(T_GRID[i]),
+        "nll_before": _nll(x, y, 1.0),
+        "nll_after": float(nll[i]),
+        "at_bound": i in (0, len(T_GRID) - 1),
+        "n": len(y),
+    }
 
 
 def reliability_bins(scores: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> list[dict]:
@@ -42,8 +47,15 @@ def reliability_bins(scores: np.ndarray, labels: np.ndarray, n_bins: int = 10) -
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
-            bins.append({"lo": float(lo), "hi": float(hi), "n": int(sel.sum()),
-                         "confidence": float(conf[sel].mean()), "accuracy": float(correct[sel].mean())})
+            bins.append(
+                {
+                    "lo": float(lo),
+                    "hi": float(hi),
+                    "n": int(sel.sum()),
+                    "confidence": float(conf[sel].mean()),
+                    "accuracy": float(correct[sel].mean()),
+                }
+            )
     return bins
 
 

@@ -45,6 +45,8 @@ class TrainConfig:
     resume: str | None = None
     model_kwargs: dict | None = None  # merged over RECIPE_MODEL_KWARGS for ``model``
     box_loss_weight: float = 1.0  # weak box supervision of the heatmap (0: off; images without boxes add nothing)
+    init_from: str | None = None  # start from this checkpoint's weights (a fine-tuning stage), not at random
+    select: str = "val_loss"  # tie-break between epochs of equal validation top-1: "val_loss" or "val_box_loss"
     version: str = "2.0.0"
 
     def model_options(self) -> dict:

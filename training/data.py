@@ -121,7 +121,9 @@ def load_image_folder(root: str | Path, classes: list[str] | None = None, progre
         images.append(decode_gray(data))
     labels = np.array([classes.index(n) for n in label_names], dtype=np.int64)
     names = [n for n, _ in files]
-    masks = [_own_class_mask(root, n, label, img.shape) for n, label, img in zip(names, label_names, images, strict=True)]
+    masks = [
+        _own_class_mask(root, n, label, img.shape) for n, label, img in zip(names, label_names, images, strict=True)
+    ]
     return ImageSet(root, names, labels, classes, images, digests, masks)
 
 

@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from model_zoo.heatmap import overlay, upsample_attention  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_search"]
+__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_reliability", "plot_runs"]
 
 
 def plot_heatmap_grid(examples: list[dict], out: Path, title: str = "MIAM spatial attention Ms(F')") -> Path:
@@ -54,16 +54,36 @@ def plot_curves(log: list[dict], out_dir: Path, train_label: str = "train (augme
     return paths[0], paths[1]
 
 
-def plot_search(runs: list[dict], out: Path) -> Path:
-    """Validation top-1 per epoch of the recipe search's proxy runs, one line each."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def plot_runs(runs: list[dict], out: Path) -> Path:
+    """Validation loss and top-1 per epoch of several runs (``{"name", "log"}``), one line each."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         log = run["log"]
-        ax.plot([r["epoch"] for r in log], [r["val_acc"] for r in log], marker=".", label=run["name"])
-    ax.set_xlabel("epoch (of a 15-epoch schedule)")
-    ax.set_ylabel("validation top-1")
+        style = "-" if "nomiam" not in run["name"] else "--"
+        for ax, key in zip(axes, ("val_loss", "val_acc"), strict=True):
+            ax.plot([r["epoch"] for r in log], [r[key] for r in log], style, marker=".", label=run["name"])
+    axes[0].set_yscale("log")
+    for ax, title in zip(axes, ("validation loss (log scale)", "validation top-1"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_reliability(before: list[dict], after: list[dict], out: Path, labels=("T = 1", "calibrated")) -> Path:
+    """Reliability diagram: accuracy against mean confidence per bin, before and after temperature scaling."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="perfect calibration")
+    for bins, label, marker in ((before, labels[0], "o"), (after, labels[1], "s")):
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker=marker, label=label)
+    ax.set_xlabel("mean confidence in bin")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out)
 

@@ -5,6 +5,7 @@ Methods (each gives one h x w map per image, scored by ``training.localisation``
 * ``model``: what ``forward_with_attention`` returns and the service serves (MIAM's spatial
   map Ms(F'), or the activation energy for a model without MIAM);
 * ``energy``: activation energy (per-pixel L2 norm over channels) of the backbone's last map;
+* ``miam_gated_energy``: activation energy of MIAM's spatially gated map Ms(F')·F' (models with MIAM);
 * ``gradcam:<module>`` and ``gradcam++:<module>``: Grad-CAM (Selvaraju et al., 2017) and
   Grad-CAM++ (Chattopadhay et al., 2018) of the predicted class at a named module's output,
   e.g. ``gradcam:lcs.1`` (ILCS Block 2) or ``gradcam:lcs.2`` (Block 3).
@@ -33,6 +34,8 @@ __all__ = ["BASELINES", "heatmaps", "localise", "method_names"]
 def method_names(model: nn.Module) -> list[str]:
     """The methods worth comparing for ``model`` (Grad-CAM at ILCS's Blocks 2 and 3 where it has them)."""
     names = ["model", "energy"]
+    if hasattr(getattr(model, "attn", None), "spatial"):
+        names.append("miam_gated_energy")
     blocks = [n for n, _ in model.named_modules() if n in ("lcs.1", "lcs.2")]
     for b in blocks:
         names += [f"gradcam:{b}", f"gradcam++:{b}"]
@@ -85,6 +88,10 @@ def _maps(model: nn.Module, x: torch.Tensor, method: str) -> torch.Tensor:
     if method == "energy":
         with torch.no_grad():
             return _backbone_output(model, x).float().pow(2).sum(dim=1, keepdim=True).sqrt()
+    if method == "miam_gated_energy":
+        with torch.no_grad():
+            f1 = model.attn.channel(_backbone_output(model, x))
+            return (f1 * model.attn.spatial.attention(f1)).float().pow(2).sum(dim=1, keepdim=True).sqrt()
     kind, _, module_name = method.partition(":")
     if kind in ("gradcam", "gradcam++") and module_name:
         return _gradcam(model, x, module_name, plus_plus=kind == "gradcam++")
@@ -93,7 +100,11 @@ def _maps(model: nn.Module, x: torch.Tensor, method: str) -> torch.Tensor:
 
 
 def heatmaps(
-    model: nn.Module, images: Sequence[np.ndarray], preprocess: Preprocess, method: str, batch_size: int = 32,
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    preprocess: Preprocess,
+    method: str,
+    batch_size: int = 32,
     progress: bool = False,
 ) -> np.ndarray:
     """One h x w map per H x W uint8 image, by ``method`` (module docstring)."""
@@ -115,12 +126,26 @@ BASELINES = {"flat": lambda: np.ones((64, 64), np.float32), "centred_gaussian": 
 
 
 def _summary(scores: dict) -> dict:
-    overall = scores.get("all", {"n": 0, "energy_in_boxes": float("nan"), "pointing_game": float("nan"),
-                                 "box_area_share": float("nan")})
-    per_class = {k: {"n": v["n"], "energy_in_boxes": v["energy_in_boxes"], "pointing_game": v["pointing_game"],
-                     "chance": v["box_area_share"]} for k, v in scores.items() if k != "all"}
-    return {"n": overall["n"], "energy_in_boxes": overall["energy_in_boxes"], "pointing_game": overall["pointing_game"],
-            "chance": overall["box_area_share"], "per_class": per_class}
+    overall = scores.get(
+        "all", {"n": 0, "energy_in_boxes": float("nan"), "pointing_game": float("nan"), "box_area_share": float("nan")}
+    )
+    per_class = {
+        k: {
+            "n": v["n"],
+            "energy_in_boxes": v["energy_in_boxes"],
+            "pointing_game": v["pointing_game"],
+            "chance": v["box_area_share"],
+        }
+        for k, v in scores.items()
+        if k != "all"
+    }
+    return {
+        "n": overall["n"],
+        "energy_in_boxes": overall["energy_in_boxes"],
+        "pointing_game": overall["pointing_game"],
+        "chance": overall["box_area_share"],
+        "per_class": per_class,
+    }
 
 
 def localise(model: nn.Module, data, preprocess: Preprocess, method: str = "model", progress: bool = True) -> dict:
@@ -158,7 +183,11 @@ def localise_cli(args) -> None:
     results = [localise(model, data, Preprocess.from_card(card), m, progress=not args.json) for m in methods]
     for r in results:
         r["subset"] = "all" if args.all else args.subset
-        r["checkpoint"] = {"arch": card.arch, "weights_sha256": card.weights_sha256, "heatmap_method": card.heatmap_method}
+        r["checkpoint"] = {
+            "arch": card.arch,
+            "weights_sha256": card.weights_sha256,
+            "heatmap_method": card.heatmap_method,
+        }
     if not args.json:
         print(f"{'method':<20}{'energy in boxes':>16}{'pointing game':>15}")
         for r in results:

@@ -1,274 +1,317 @@
-"""``ilcs heatmaps`` and ``ilcs report``: the figures and reports/neu-ilcs.md, from a run's log
-and a checkpoint, so the report is regenerated, never written by hand."""
+"""``ilcs heatmaps`` and ``ilcs report``: reports/neu-ilcs.md and its figures, regenerated from the
+shipped checkpoint, the paired MIAM runs and the data, never written by hand."""
 
 from __future__ import annotations
 
 import json
-import platform
+import statistics
 from pathlib import Path
+from string import Template
 
+import numpy as np
 import torch
 
-from model_zoo.checkpoint import SHIPPED_CHECKPOINT
-from training.evaluate import evaluate, evaluate_with_maps
-from training.figures import plot_confusion, plot_curves, plot_heatmap_grid, plot_search
-from training.localisation import localisation_scores, read_boxes
-from training.runs import full_runs, search_runs
+from model_zoo.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from model_zoo.preprocess import Preprocess
+from training.calibration import expected_calibration_error, reliability_bins
+from training.data import load_image_folder
+from training.engine import predict
+from training.figures import plot_confusion, plot_heatmap_grid, plot_reliability, plot_runs
+from training.localisation import read_boxes
+from training.localise import localise, method_names
+from training.metrics import classification_report
+from training.runs import full_runs
+from training.split import load_manifest, manifest_sha256
 
-__all__ = ["heatmaps_cli", "make_figures", "report_cli"]
+__all__ = ["heatmap_name", "make_figures", "report_cli", "heatmaps_cli"]
 
-PAPER_TOP1 = 0.9750
-
-
-def attention_name(card) -> str:
-    """What the model's attention map is: MIAM's spatial map, or the activation energy without MIAM."""
-    if card.hyperparameters.get("miam", True):
-        return "MIAM spatial attention Ms(F')"
-    return "activation energy of the last feature map"
-
-
-def make_figures(checkpoint, data, manifest, log_path, out_dir, search_root=None) -> dict:
-    """Evaluate on the test list with attention, draw every figure, score localisation."""
-    out_dir = Path(out_dir)
-    report, images, maps, card = evaluate_with_maps(checkpoint, data, manifest, "test", with_attention=True,
-                                                    progress=True)
-    labels = [images.classes[i] for i in images.labels]
-    annotations = Path(data) / "annotations"
-    size = images.images[0].shape
-    loc = localisation_scores(images.names, labels, maps, annotations, size) if annotations.is_dir() else {}
-    examples = []
-    for c, cls in enumerate(images.classes):
-        i = next(i for i, lab in enumerate(images.labels) if lab == c)  # the first test image of the class
-        xml = annotations / (Path(images.names[i]).stem + ".xml")
-        examples.append({"label": cls, "name": images.names[i], "image": images.images[i], "attention": maps[i],
-                         "pred": report["predictions"][images.names[i]],
-                         "boxes": read_boxes(xml, cls) if xml.is_file() else []})
-    figures = {"heatmaps": plot_heatmap_grid(examples, out_dir / "heatmaps.png", title=attention_name(card)),
-               "confusion": plot_confusion(report["confusion"], report["classes"], out_dir / "confusion.png")}
-    log = json.loads(Path(log_path).read_text()) if log_path and Path(log_path).is_file() else []
-    if log:
-        smoothing = card.training.get("config", {}).get("label_smoothing")
-        label = "train (augmented, label-smoothed)" if smoothing else "train (augmented)"
-        figures["accuracy"], figures["loss"] = plot_curves(log, out_dir, train_label=label)
-    search = search_runs(search_root) if search_root and Path(search_root).is_dir() else []
-    if search:
-        figures["search"] = plot_search(search, out_dir / "recipe-search.png")
-    return {"report": report, "card": card, "localisation": loc, "figures": figures, "log": log, "search": search}
+TEMPLATE = Path(__file__).parent / "templates" / "neu-ilcs.md"
+TARGET_TOP1, TARGET_ENERGY, TARGET_POINTING, TARGET_RATIO = 0.995, 0.60, 0.90, 1.5
+HARD_CLASSES = ("inclusion", "patches", "scratches")  # the classes paper Fig. 9 says attention pinpoints
 
 
-def heatmaps_cli(args) -> None:
-    res = make_figures(args.checkpoint or SHIPPED_CHECKPOINT, args.data, args.split_manifest, args.log, args.out)
-    for name, path in res["figures"].items():
-        print(f"{name}: {path}")
-    print(json.dumps({"localisation": res["localisation"]}, indent=1))
+def heatmap_name(card) -> str:
+    """A truthful name for what the served heatmap is."""
+    box = card.training.get("config", {}).get("box_loss_weight", 0)
+    if card.heatmap_method == "miam_spatial":
+        return "MIAM's spatial attention map Ms(F')" + (", trained with weak box supervision" if box else "")
+    return "the activation energy of the last feature map (a class-agnostic saliency map, not attention)"
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def write_report(res: dict, out: Path, command: str, runs_root: Path | None = None) -> str:
-    report, card, loc = res["report"], res["card"], res["localisation"]
-    cfg = card.training.get("config", {})
-    wall = card.training.get("wall_seconds")
-    rel = lambda p: Path(p).resolve().relative_to(out.parent.resolve()).as_posix()  # noqa: E731
-    top1 = report["top1"]
-    lines = [
-        "# ILCS on NEU: the shipped checkpoint",
-        "",
-        f"Generated by `{command}` on {platform.node() or 'this machine'}; do not edit by hand.",
-        "",
-        "Data: NEU surface defect database (K. Song and Y. Yan, Applied Surface Science 285 (2013) 858-864), "
-        "the 1,500-image NEU-DET copy in `../shared/data/neu-det`. Split: `training/splits/neu_seed0.json` "
-        f"(sha256 `{card.training.get('manifest_sha256', '')[:12]}...`), stratified 70/30 with seed 0, the "
-        "byte-identical pair patches_101/105 on one side; the 70% side is cut into "
-        f"{card.training.get('n_train')} training and {card.training.get('n_val')} validation images. The "
-        "recipe and the checkpoint were chosen on the validation slice only; the test list was scored once per "
-        "full run, at its end.",
-        "",
-        "## Results on the 30% test split",
-        "",
-        "| | top-1 | top-5 | n |",
-        "| --- | ---: | ---: | ---: |",
-        f"| ILCS, this checkpoint ({_options(card.hyperparameters)}) | **{_pct(top1)}** | {_pct(report['top5'])} "
-        f"| {report['n']} |",
-        "| ILCS, paper (Table 2) | 97.50% | 100.00% | 540 |",
-        "",
-        f"Validation-slice top-1 of the chosen epoch ({card.metrics.get('best_epoch')}): "
-        f"{_pct(card.metrics.get('val_top1', 0))}. One test image is {100 / report['n']:.2f} points.",
-        "",
-        "### Targets",
-        "",
-        f"- top-1 >= 99.0% on the test split: **{'met' if top1 >= 0.99 else 'MISSED'}** ({_pct(top1)}).",
-        f"- default recipe within 45 minutes on this 2-core CPU: **{'met' if wall and wall <= 2700 else 'MISSED'}** "
-        f"({wall / 60:.1f} min of training and validation, measured by the training loop).",
-        "",
-        *_full_runs_section(runs_root),
-        "### Per class (test split)",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "| --- | ---: | ---: | ---: | ---: |",
+def _mean_sd(xs: list[float]) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else float("nan")
+    return f"{100 * statistics.mean(xs):.2f} +- {100 * sd:.2f}"
+
+
+def _softmax(logits: np.ndarray, t: float) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits) / t, 1).numpy()
+
+
+def make_figures(checkpoint, data, manifest, out_dir) -> dict:
+    """Evaluate on val and test, score heatmaps, draw the figures; everything the report needs."""
+    out_dir = Path(out_dir)
+    model, card = load_checkpoint(checkpoint)
+    pre = Preprocess.from_card(card)
+    images = load_image_folder(data, classes=card.labels)
+    split = load_manifest(manifest)
+    val, test = images.subset(split["val"]), images.subset(split["test"])
+    val_logits, _ = predict(model, val.images, pre, torch.device("cpu"), logits_only=True)
+    test_logits, maps = predict(model, test.images, pre, torch.device("cpu"), logits_only=True, with_attention=True)
+    t = card.temperature
+    scores = _softmax(test_logits, t)
+    report = classification_report(scores, test.labels, card.labels)
+    calib = {
+        f"{name}_ece_{when}": expected_calibration_error(_softmax(lg, tt), ds.labels)
+        for name, lg, ds in (("val", val_logits, val), ("test", test_logits, test))
+        for when, tt in (("before", 1.0), ("after", t))
+    }
+    fig = {
+        "reliability": plot_reliability(
+            reliability_bins(_softmax(test_logits, 1.0), test.labels),
+            reliability_bins(scores, test.labels),
+            out_dir / "reliability.png",
+            labels=("T = 1", f"T = {t:.2f}"),
+        ),
+        "confusion": plot_confusion(report["confusion"], report["classes"], out_dir / "confusion.png"),
+    }
+    examples = []
+    for c, cls in enumerate(card.labels):
+        i = next(i for i, lab in enumerate(test.labels) if lab == c)  # the first test image of the class
+        xml = Path(data) / "annotations" / (Path(test.names[i]).stem + ".xml")
+        examples.append(
+            {
+                "label": cls,
+                "name": test.names[i],
+                "image": test.images[i],
+                "attention": maps[i],
+                "pred": card.labels[int(scores[i].argmax())],
+                "boxes": read_boxes(xml, cls) if xml.is_file() else [],
+            }
+        )
+    fig["heatmaps"] = plot_heatmap_grid(examples, out_dir / "heatmaps.png", title=card.heatmap_method)
+    methods = [localise(model, val, pre, m, progress=False) for m in method_names(model)]
+    served = localise(model, test, pre, "model", progress=False)
+    return {
+        "card": card,
+        "report": report,
+        "calibration": calib,
+        "figures": fig,
+        "val_methods": methods,
+        "test_localisation": served,
+        "test_scores": scores,
+        "test_labels": test.labels,
+    }
+
+
+def heatmaps_cli(args) -> None:
+    res = make_figures(args.checkpoint or SHIPPED_CHECKPOINT, args.data, args.split_manifest, args.out)
+    for name, path in res["figures"].items():
+        print(f"{name}: {path}")
+    print(json.dumps({"localisation": res["test_localisation"]}, indent=1))
+
+
+def _ablation(runs: list[dict]) -> tuple[str, str, bool | None]:
+    arms = {"miam": {}, "nomiam": {}}
+    for r in runs:
+        arm, _, seed = r["name"].rpartition("_s")
+        if arm in arms:
+            arms[arm][int(seed)] = r
+    rows = [
+        "| arm | seed | best epoch | val top-1 | val loss | test top-1 | wall |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    for arm, by_seed in arms.items():
+        for seed, r in sorted(by_seed.items()):
+            m = r["metrics"]
+            rows.append(
+                f"| {'MIAM' if arm == 'miam' else 'no MIAM'} | {seed} | {m['best_epoch']} | "
+                f"{_pct(m['val_top1'])} | {m['val_loss']:.4f} | {_pct(m.get('test_top1', float('nan')))} | "
+                f"{(r['wall_seconds'] or 0) / 60:.0f} min |"
+            )
+    for arm, by_seed in arms.items():
+        if by_seed:
+            ms = [r["metrics"] for r in by_seed.values()]
+            rows.append(
+                f"| **{'MIAM' if arm == 'miam' else 'no MIAM'}, mean +- sd** | n = {len(ms)} | | "
+                f"{_mean_sd([m['val_top1'] for m in ms])} | "
+                f"{statistics.mean(m['val_loss'] for m in ms):.4f} | "
+                f"{_mean_sd([m.get('test_top1', float('nan')) for m in ms])} | |"
+            )
+    paired = sorted(set(arms["miam"]) & set(arms["nomiam"]))
+    if not paired:
+        return "\n".join(rows), "No seed has both arms yet.", None
+    dv = [arms["miam"][s]["metrics"]["val_top1"] - arms["nomiam"][s]["metrics"]["val_top1"] for s in paired]
+    dt = [
+        arms["miam"][s]["metrics"].get("test_top1", 0) - arms["nomiam"][s]["metrics"].get("test_top1", 0)
+        for s in paired
+    ]
+    spread = statistics.stdev(dv) if len(dv) > 1 else 0.0
+    ok = statistics.mean(dv) + spread >= 0
+    summary = (
+        f"Paired difference MIAM minus no MIAM over seeds {paired}: validation top-1 "
+        f"{_mean_sd(dv)} points, test top-1 {_mean_sd(dt)} points (one validation image is "
+        f"{100 / 108:.2f} points, one test image 0.22). Decision rule, validation only: ship MIAM if its "
+        f"mean paired validation difference plus one sd is >= 0: **{'MIAM shipped' if ok else 'MIAM not shipped'}**."
+    )
+    return "\n".join(rows), summary, ok
+
+
+def _loc_table(loc: dict) -> str:
+    rows = [
+        "| class | n | energy in boxes | chance | ratio | pointing game |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c, m in loc["per_class"].items():
+        rows.append(
+            f"| {c} | {m['n']} | {_pct(m['energy_in_boxes'])} | {_pct(m['chance'])} | "
+            f"{m['energy_in_boxes'] / max(m['chance'], 1e-9):.2f}x | {_pct(m['pointing_game'])} |"
+        )
+    rows.append(
+        f"| **all** | {loc['n']} | **{_pct(loc['energy_in_boxes'])}** | {_pct(loc['chance'])} | "
+        f"{loc['energy_in_boxes'] / max(loc['chance'], 1e-9):.2f}x | **{_pct(loc['pointing_game'])}** |"
+    )
+    for name, b in loc["baselines"].items():
+        rows.append(
+            f"| baseline: {name.replace('_', ' ')} | {b['n']} | {_pct(b['energy_in_boxes'])} | | | "
+            f"{_pct(b['pointing_game'])} |"
+        )
+    return "\n".join(rows)
+
+
+def _targets(top1: float, loc: dict) -> str:
+    def line(ok: bool, text: str) -> str:
+        return f"- {'met' if ok else '**MISSED**'}: {text}"
+
+    out = [
+        line(top1 >= TARGET_TOP1, f"test top-1 >= 99.5% ({_pct(top1)})"),
+        line(loc["energy_in_boxes"] >= TARGET_ENERGY, f"energy in boxes >= 60% ({_pct(loc['energy_in_boxes'])})"),
+        line(loc["pointing_game"] >= TARGET_POINTING, f"pointing game >= 90% ({_pct(loc['pointing_game'])})"),
+    ]
+    for c in HARD_CLASSES:
+        m = loc["per_class"].get(c)
+        if m:
+            r = m["energy_in_boxes"] / max(m["chance"], 1e-9)
+            out.append(
+                line(
+                    r >= TARGET_RATIO,
+                    f"{c}: energy >= 1.5x chance ({r:.2f}x: {_pct(m['energy_in_boxes'])} against {_pct(m['chance'])})",
+                )
+            )
+    return "\n".join(out)
+
+
+def write_report(res: dict, runs: list[dict], out: Path, command: str, manifest) -> str:
+    card, report, loc, cal = res["card"], res["report"], res["test_localisation"], res["calibration"]
+    cfg, fit = card.training.get("config", {}), card.metrics.get("calibration", {})
+    rel = lambda p: Path(p).resolve().relative_to(out.parent.resolve()).as_posix()  # noqa: E731
+    table, summary, _ = _ablation(runs)
+    fig_runs = plot_runs(runs, out.parent / "figures" / "ablation-curves.png") if runs else None
+    methods = ["| method | energy in boxes | pointing game |", "| --- | ---: | ---: |"]
+    for m in res["val_methods"]:
+        methods.append(f"| `{m['method']}` | {_pct(m['energy_in_boxes'])} | {_pct(m['pointing_game'])} |")
+    for name, b in res["val_methods"][0]["baselines"].items():
+        methods.append(
+            f"| baseline: {name.replace('_', ' ')} | {_pct(b['energy_in_boxes'])} | {_pct(b['pointing_game'])} |"
+        )
+    per_class = ["| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     for c in report["classes"]:
         m = report["per_class"][c]
-        lines.append(f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
-    lines += ["", "### Confusion matrix (rows: true, columns: predicted)", "",
-              "| | " + " | ".join(report["classes"]) + " |", "| --- |" + " ---: |" * len(report["classes"])]
-    for c, row in zip(report["classes"], report["confusion"], strict=True):
-        lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", f"![confusion matrix]({rel(res['figures']['confusion'])})", ""]
-    if "accuracy" in res["figures"]:
-        lines += ["## Curves (paper Figures 7 and 8)", "",
-                  "Per epoch on the augmented training batches and on the validation slice. "
-                  "The paper plots the test set; we do not look at the test set while training.", "",
-                  f"![accuracy]({rel(res['figures']['accuracy'])})", f"![loss]({rel(res['figures']['loss'])})", ""]
-    lines += ["## Attention heatmaps (paper Figure 9)", "",
-              f"The {attention_name(card)} of the first test image of each class, upsampled and min-max scaled "
-              "(what the service returns as `heatmap`).", "",
-              f"![heatmaps]({rel(res['figures']['heatmaps'])})", ""]
-    if "train_top1" in res and top1 < 0.99:
-        log = res["log"]
-        lines += ["### Why the accuracy target is missed", "",
-                  f"The same checkpoint scores {_pct(res['train_top1'])} on its own (un-augmented) training images "
-                  f"and {_pct(log[-1]['train_acc']) if log else 'n/a'} on the augmented batches of its last epoch.",
-                  ""]
-    lines += _localisation_section(loc, attention_name(card))
-    lines += _search_section(res.get("search", []), res["figures"].get("search"), rel)
-    lines += [
-        "## Recipe (the defaults of `ilcs train`, `training/config.py`)", "",
-        "| setting | value |", "| --- | --- |",
-        *[f"| {k} | `{Path(v).name if k == 'manifest' else v}` |" for k, v in cfg.items()
-          if k not in ("data", "resume", "out")],
+        per_class.append(f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+    recipe = [
+        "| setting | value |",
+        "| --- | --- |",
+        *[
+            f"| {k} | `{Path(v).name if k == 'manifest' else v}` |"
+            for k, v in cfg.items()
+            if k not in ("data", "resume", "out")
+        ],
         f"| model options | `{card.hyperparameters}` |",
-        f"| threads / device | {card.training.get('threads')} / {card.training.get('device')} |",
-        f"| torch | {card.training.get('torch', torch.__version__)} |",
+        f"| wall time of this run | {card.training.get('wall_seconds', 0) / 60:.0f} min, "
+        f"{card.training.get('threads')} thread(s) |",
         f"| git commit | `{card.training.get('git_commit', '')[:12]}` |",
-        "",
-        *_deviations(card, cfg, full_runs(runs_root) if runs_root and Path(runs_root).is_dir() else []),
     ]
-    text = "\n".join(lines) + "\n"
+    attn = card.hyperparameters.get("attn_layer", "miam")
+    text = Template(TEMPLATE.read_text()).substitute(
+        command=command,
+        shipped_model=f"ILCS {'with MIAM' if attn == 'miam' else 'without MIAM'} "
+        f"({card.hyperparameters.get('input_size')} px, seed {cfg.get('seed')})",
+        test_top1=f"**{_pct(report['top1'])}**",
+        heatmap_name=heatmap_name(card),
+        energy=_pct(loc["energy_in_boxes"]),
+        pointing=_pct(loc["pointing_game"]),
+        gauss_energy=_pct(loc["baselines"]["centred_gaussian"]["energy_in_boxes"]),
+        flat_energy=_pct(loc["baselines"]["flat"]["energy_in_boxes"]),
+        temperature=f"{card.temperature:.2f}",
+        ece_before=_pct(cal["test_ece_before"]),
+        ece_after=_pct(cal["test_ece_after"]),
+        val_ece_before=_pct(cal["val_ece_before"]),
+        val_ece_after=_pct(cal["val_ece_after"]),
+        manifest_sha=manifest_sha256(manifest)[:12],
+        n_train=card.training.get("n_train"),
+        n_val=card.training.get("n_val"),
+        targets=_targets(report["top1"], loc),
+        epochs=cfg.get("epochs"),
+        ablation_table=table,
+        ablation_summary=summary,
+        fig_runs=rel(fig_runs) if fig_runs else "",
+        box_weight=cfg.get("box_loss_weight"),
+        methods_table="\n".join(methods),
+        served_method=card.heatmap_method,
+        localisation_table=_loc_table(loc),
+        fig_heatmaps=rel(res["figures"]["heatmaps"]),
+        nll_before=f"{fit.get('nll_before', float('nan')):.4f}",
+        nll_after=f"{fit.get('nll_after', float('nan')):.4f}",
+        bound_note="; the minimum lies at the grid's edge, so T is only a bound" if fit.get("at_bound") else "",
+        fig_reliability=rel(res["figures"]["reliability"]),
+        review_band=_review_band(res["test_scores"], res["test_labels"]),
+        per_class_table="\n".join(per_class),
+        fig_confusion=rel(res["figures"]["confusion"]),
+        recipe_table="\n".join(recipe),
+        input_size=card.input_size,
+        reproduce="\n".join(_reproduce(cfg)),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return text
 
 
-def _options(hyper: dict) -> str:
-    options = [f"{hyper.get('input_size')} px"]
-    if hyper.get("miam", True) is False:
-        options.append("no MIAM")
-    elif hyper.get("interactive_scale_init") is not None:
-        options.append(f"MIAM, interactive weight from {hyper['interactive_scale_init']}")
-    else:
-        options.append("MIAM")
-    return ", ".join(options)
+def _review_band(scores: np.ndarray, labels: np.ndarray) -> str:
+    conf, correct = scores.max(1), scores.argmax(1) == labels
+    rows = [
+        "Review band: `ILCS_LOW_CONFIDENCE_THRESHOLD` flags answers below it as `low_confidence` for a person to "
+        "check. On the test split (calibrated):",
+        "",
+        "| threshold | answers flagged | errors among flagged | errors among the rest |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for thr in (0.5, 0.7, 0.9, 0.95):
+        low = conf < thr
+        rows.append(
+            f"| {thr} | {int(low.sum())} ({_pct(low.mean())}) | {int((~correct & low).sum())} | "
+            f"{int((~correct & ~low).sum())} |"
+        )
+    rows += [
+        "",
+        "Recommended: `ILCS_LOW_CONFIDENCE_THRESHOLD=0.9` as the start of the review band; raise it where a missed "
+        "defect costs more than a person's look.",
+    ]
+    return "\n".join(rows)
 
 
-def _full_runs_section(root: Path | None) -> list[str]:
-    runs = full_runs(root) if root and Path(root).is_dir() else []
-    if not runs:
-        return []
-    lines = ["### Every full run kept in `reports/runs/`", "",
-             "Each chose its epoch on the validation slice and scored the test split once at its end.", "",
-             "| run | model | lr / weight decay / label smoothing | epochs | best val top-1 (epoch) | its val loss "
-             "| test top-1 | wall |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in runs:
-        c, m = r["config"], r["metrics"]
-        wall = f"{r['wall_seconds'] / 60:.1f} min" if r["wall_seconds"] else "n/a"
-        test = _pct(m["test_top1"]) if "test_top1" in m else "n/a"
-        lines.append(f"| `{r['name']}` | {_options(r['hyperparameters'])} | {c.get('lr')} / {c.get('weight_decay')} "
-                     f"/ {c.get('label_smoothing')} | {len(r['log'])} | {_pct(m['val_top1'])} ({m['best_epoch']}) | "
-                     f"{m['val_loss']:.4f} | {test} | {wall} |")
-    return [*lines, ""]
-
-
-def _localisation_section(loc: dict, map_name: str) -> list[str]:
-    if not loc:
-        return []
-    lines = ["### Localisation against the NEU boxes (beyond the paper)", "",
-             f"The {map_name}, own-class boxes only. *Energy in boxes*: share of heatmap mass inside them; "
-             "*chance*: the boxes' share of the image, what a flat map would score. *Pointing game*: the heatmap's "
-             "peak is in a box.", "", "| class | n | energy in boxes | chance | pointing game |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for c, m in loc.items():
-        lines.append(f"| {c} | {m['n']} | {_pct(m['energy_in_boxes'])} | {_pct(m['box_area_share'])} | "
-                     f"{_pct(m['pointing_game'])} |")
-    overall = loc.get("all")
-    if overall:
-        ratio = overall["energy_in_boxes"] / max(overall["box_area_share"], 1e-12)
-        lines += ["", f"Over all classes the heatmap puts {_pct(overall['energy_in_boxes'])} of its mass in the boxes "
-                  f"against {_pct(overall['box_area_share'])} by chance ({ratio:.2f}x); its peak is in a box for "
-                  f"{_pct(overall['pointing_game'])} of the images."]
-    return [*lines, ""]
-
-
-def _search_section(search: list[dict], plot, rel) -> list[str]:
-    if not search:
-        return []
-    lines = ["## How the recipe was chosen (validation slice only)", "",
-             "Short proxy runs (`reports/runs/recipe-search/`, its NOTES.md says how they ran): 15-epoch schedules, "
-             "one thread each, two side by side. Stopped runs are marked; the table gives validation top-1 at "
-             "epochs 5, 10 and the last run, and the best epoch by validation top-1 then loss.", "",
-             "| run | model | input | lr / wd / ls | epochs run | val@5 | val@10 | val last | best val (loss, epoch) |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in search:
-        c, log, best = r["config"], r["log"], r["best"]
-        at5, at10 = (_pct(log[e - 1]["val_acc"]) if len(log) >= e else "-" for e in (5, 10))
-        stopped = "" if r["finished"] else " (stopped)"
-        lines.append(f"| `{r['name']}` | {_options(r['hyperparameters'])} | {c['input_size']} | {c['lr']} / "
-                     f"{c['weight_decay']} / {c['label_smoothing']} | {len(log)}{stopped} | {at5} | {at10} | "
-                     f"{_pct(log[-1]['val_acc'])} | {_pct(best['val_acc'])} ({best['val_loss']:.3f}, "
-                     f"{best['epoch']}) |")
-    if plot:
-        lines += ["", f"![recipe search]({rel(plot)})"]
-    return [*lines, ""]
-
-
-def _same_recipe_with_miam(cfg: dict, runs: list[dict]) -> dict | None:
-    """A full run of the shipped recipe (optimiser, schedule, input) with MIAM as the paper has it, if one was kept."""
-    keys = ("lr", "weight_decay", "label_smoothing", "epochs", "input_size", "batch_size")
-    for r in runs:
-        hyper = r["hyperparameters"]
-        with_miam = hyper.get("miam", True) and hyper.get("interactive_scale_init") is None
-        if with_miam and all(r["config"].get(k) == cfg.get(k) for k in keys):
-            return r
-    return None
-
-
-def _deviations(card, cfg: dict, runs: list[dict] | None = None) -> list[str]:
-    miam = card.hyperparameters.get("miam", True)
-    lines = ["## Deviations from the paper, and why", "",
-             f"- **Input {cfg.get('input_size')}x{cfg.get('input_size')}** (paper: 300x300 from NEU's 200x200, i.e. "
-             "upsampled). On this 2-core CPU a 200x200 training step costs ~1.8x a 160x160 one; the smaller input "
-             "made the schedule fit the 45-minute budget."]
-    if not miam:
+def _reproduce(cfg: dict) -> list[str]:
+    lines = []
+    for arm, kw in (("miam", "'{}'"), ("nomiam", "'{\"attn_layer\": null}'")):
         lines.append(
-            "- **No MIAM in the shipped model.** ILCS is LCS + MIAM + classifier; every LCS block keeps its channel "
-            "and spatial attentions, but the MIAM after the last block is left out. With MIAM exactly as eq. 9-11 "
-            "(the interactive term F * F^T is quadratic in ReLU6 features, up to 36 where the rest is at most 6) "
-            "ILCS learned several times slower in every proxy run (recipe search above); starting MIAM's "
-            "interactive weight at zero (`interactive_scale_init=0`) did not cure it. The service's heatmap is "
-            "then the activation energy of the last map (`model_zoo/models/base.py`). `--model-kwargs '{}'` "
-            "trains ILCS with MIAM again.")
-        ablation = _same_recipe_with_miam(cfg, runs or [])
-        if ablation:
-            m, shipped = ablation["metrics"], card.metrics
-            lines.append(
-                f"  On the full schedule, the same recipe with MIAM (run `{ablation['name']}`) chose epoch "
-                f"{m['best_epoch']} at {_pct(m['val_top1'])} validation top-1, validation loss {m['val_loss']:.4f}, "
-                f"against {_pct(shipped['val_top1'])} and {shipped['val_loss']:.4f} without MIAM; its test top-1, "
-                f"scored once at its end and not used for any choice, is "
-                f"{_pct(m['test_top1']) if 'test_top1' in m else 'n/a'} against {_pct(shipped['test_top1'])}.")
+            f"for s in 0 1 2; do ilcs train --seed $s --threads 1 --model-kwargs {kw} "
+            f"--out runs/ablation/{arm}_s$s; done"
+        )
     lines += [
-        "- **Classifier head `gap`** (global average + max pooling, 512 -> 128 -> 6) instead of flatten + 2 FC: "
-        "0.20M instead of 2.24M parameters, any input size (model_zoo/DESIGN.md).",
-        "- **Augmentation**: the paper's horizontal flip, random crop (random-resized crop, scale 0.8-1, "
-        "ratio 0.9-1.1) and Gaussian blur (p = 0.3, sigma 0.1-1.5), **plus a vertical flip** (defects have no "
-        "up or down).",
-        f"- **Optimiser**: AdamW (lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}), one warm-up epoch "
-        f"then cosine decay, label smoothing {cfg.get('label_smoothing')} (the paper names none).",
-        "- **Split**: 70/30 as the paper, but its 70% side also gives a validation slice for choosing the "
-        "recipe and the epoch; the paper's 1,800 images are 1,500 here (300 are held back for an independent "
-        "check).",
+        "ilcs localise --checkpoint runs/ablation/miam_s0/best --subset val --method all",
+        "ilcs report --runs reports/runs/ablation",
     ]
     return lines
 
@@ -276,10 +319,7 @@ def _deviations(card, cfg: dict, runs: list[dict] | None = None) -> list[str]:
 def report_cli(args) -> None:
     out = Path(args.out)
     checkpoint = args.checkpoint or SHIPPED_CHECKPOINT
-    runs_root = Path(args.log).parent.parent if args.log else Path("reports/runs")
-    res = make_figures(checkpoint, args.data, args.split_manifest, args.log, out.parent / "figures",
-                       search_root=runs_root / "recipe-search")
-    res["train_top1"] = evaluate(checkpoint, args.data, args.split_manifest, "train")["top1"]
-    command = "ilcs report" + (f" --log {args.log}" if args.log else "")
-    write_report(res, out, command, runs_root=runs_root)
+    res = make_figures(checkpoint, args.data, args.split_manifest, out.parent / "figures")
+    runs = full_runs(args.runs) if args.runs and Path(args.runs).is_dir() else []
+    write_report(res, runs, out, f"ilcs report --runs {args.runs}", args.split_manifest)
     print(f"wrote {out}")

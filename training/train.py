@@ -59,6 +59,18 @@ def _val_loss(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(F.nll_loss(p, torch.as_tensor(labels)))
 
 
+def _val_box_loss(maps: np.ndarray, masks: list) -> float:
+    """Mean ``box_loss`` of the validation maps against the boxes (NaN without boxes)."""
+    from training.engine import box_loss
+
+    keep = [i for i, m in enumerate(masks) if m is not None]
+    if not keep:
+        return float("nan")
+    att = torch.as_tensor(maps[keep])[:, None]
+    target = torch.stack([torch.from_numpy(masks[i].astype(np.float32))[None] for i in keep])
+    return float(box_loss(att, target, torch.ones(len(keep), dtype=torch.bool)))
+
+
 def _write_log(out: Path, log: list[dict]) -> None:
     (out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     with open(out / "log.csv", "w", newline="") as f:
@@ -85,6 +97,13 @@ def train(cfg: TrainConfig) -> ModelCard:
 
     hyper = cfg.model_options()
     model = create_model(cfg.model, num_classes=len(data.classes), **hyper).to(device)
+    if cfg.init_from and not cfg.resume:
+        start, start_card = load_checkpoint(cfg.init_from)
+        if start_card.arch != cfg.model or start_card.hyperparameters != hyper:
+            msg = (f"--init-from {cfg.init_from} is {start_card.arch} {start_card.hyperparameters}, "
+                   f"but this run trains {cfg.model} {hyper}")
+            raise ValueError(msg)
+        model.load_state_dict(start.state_dict())
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     transform = train_transform(cfg.input_size)
@@ -140,18 +159,20 @@ def train(cfg: TrainConfig) -> ModelCard:
             generator, device, cfg.label_smoothing, desc=f"epoch {epoch}/{cfg.epochs}",
             masks=fit_masks, box_loss_weight=cfg.box_loss_weight,
         )
-        scores, _ = predict(model, val.images, preprocess, device)
+        scores, maps = predict(model, val.images, preprocess, device, with_attention=True)
         val_acc = float((scores.argmax(1) == val.labels).mean())
         val_loss = _val_loss(scores, val.labels)
+        val_box = _val_box_loss(maps, val.masks)
         wall += time.perf_counter() - t0
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "train_box_loss": tr["box_loss"],
-               "val_loss": val_loss,
+               "val_loss": val_loss, "val_box_loss": val_box,
                "val_acc": val_acc, "lr": scheduler.get_last_lr()[0], "wall_seconds": round(wall, 1)}
         log.append(row)
         _write_log(out, log)
         print(json.dumps(row), flush=True)
-        if (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
-            best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch}
+        tie = val_box if cfg.select == "val_box_loss" else val_loss
+        if (val_acc, -tie) > (best["val_acc"], -best.get("tie", best["val_loss"])):
+            best = {"val_acc": val_acc, "val_loss": val_loss, "tie": tie, "epoch": epoch}
             card.metrics = {"val_top1": val_acc, "val_loss": val_loss, "best_epoch": epoch}
             save_checkpoint(model, out / "best", card)
         torch.save(

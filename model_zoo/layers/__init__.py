@@ -7,4 +7,12 @@ from model_zoo.layers.interactive_attention import InteractiveAttention
 from model_zoo.layers.miam import MIAM, AttendedFeatures
 from model_zoo.layers.spatial_attention import SpatialAttention
 
-__all__ = ["MIAM", "AttendedFeatures", "ChannelAttention", "ConvBnAct", "InteractiveAttention", "SpatialAttention", "create_attn"]
+__all__ = [
+    "MIAM",
+    "AttendedFeatures",
+    "ChannelAttention",
+    "ConvBnAct",
+    "InteractiveAttention",
+    "SpatialAttention",
+    "create_attn",
+]

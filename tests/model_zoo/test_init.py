@@ -51,7 +51,9 @@ def test_spatial_gates_start_near_half_open():
     means = []
     for m in model.modules():
         if isinstance(m, SpatialAttention):
-            m.register_forward_hook(lambda mod, inp, out, means=means: means.append(float(mod.attention(inp[0]).mean())))
+            m.register_forward_hook(
+                lambda mod, inp, out, means=means: means.append(float(mod.attention(inp[0]).mean()))
+            )
     with torch.no_grad():
         means.append(float(model.forward_with_attention(torch.randn(4, 3, 64, 64)).attention.mean()))  # + MIAM's
     assert len(means) == 7 and all(0.2 < v < 0.8 for v in means), means

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from model_zoo.layers import MIAM
-
 from model_zoo import PAPER_MODELS, create_model, list_models
+from model_zoo.layers import MIAM
 from model_zoo.models import ClassifierOutput
 
 

@@ -32,7 +32,9 @@ def write_neu_layout(root: Path, per_class: int = 10, seed: int = 0, duplicate: 
         x0 = (c * 7) % size
         for i in range(per_class):
             Image.fromarray(synthetic_image(c, rng, size)).save(root / "images" / f"{name}_{i}.png")
-            (root / "annotations" / f"{name}_{i}.xml").write_text(VOC.format(size=size, name=name, x0=x0 + 1, x1=x0 + 3))
+            (root / "annotations" / f"{name}_{i}.xml").write_text(
+                VOC.format(size=size, name=name, x0=x0 + 1, x1=x0 + 3)
+            )
     if duplicate:  # a byte-identical pair, like NEU's patches_101/105
         data = (root / "images" / "patches_1.png").read_bytes()
         (root / "images" / "patches_99.png").write_bytes(data)

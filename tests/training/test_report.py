@@ -36,68 +36,60 @@ def test_a_map_on_the_box_scores_full_energy_and_a_hit(annotations):
     assert on["all"]["box_area_share"] == pytest.approx(0.5)
 
 
+def _tiny_checkpoint(tmp_path, miam_metrics=None):
+    from model_zoo import create_model
+    from model_zoo.checkpoint import ModelCard, save_checkpoint
+    from training.data import load_image_folder
+    from training.split import make_split, write_manifest
+
+    from .conftest import CLASSES, write_neu_layout
+
+    data = write_neu_layout(tmp_path / "neu", per_class=10)
+    write_manifest(make_split(load_image_folder(data, progress=False)), tmp_path / "m.json")
+    card = ModelCard(arch="ilcs", labels=CLASSES, input_size=32, hyperparameters={"input_size": 32},
+                     heatmap_method="miam_spatial", temperature=1.5,
+                     metrics={"val_top1": 0.5, "val_loss": 1.0, "best_epoch": 2, "test_top1": 0.25,
+                              "calibration": {"nll_before": 1.2, "nll_after": 1.1, "at_bound": False}},
+                     training={"config": {"lr": 0.005, "epochs": 6, "seed": 0, "box_loss_weight": 1.0},
+                               "wall_seconds": 90.0, "n_train": 30, "n_val": 3, "threads": 1})
+    save_checkpoint(create_model("ilcs", input_size=32), tmp_path / "ck", card)
+    return data, card
+
+
 def test_heatmaps_cli_draws_every_figure(tmp_path, capsys):
     from ilcs_cli import main
-    from model_zoo import create_model
-    from model_zoo.checkpoint import ModelCard, save_checkpoint
-    from training.data import load_image_folder
-    from training.split import make_split, write_manifest
 
-    from .conftest import CLASSES, write_neu_layout
-
-    data = write_neu_layout(tmp_path / "neu", per_class=4)
-    write_manifest(make_split(load_image_folder(data, progress=False)), tmp_path / "m.json")
-    save_checkpoint(create_model("ilcs", input_size=32), tmp_path / "ck",
-                    ModelCard(arch="ilcs", labels=CLASSES, input_size=32, hyperparameters={"input_size": 32}))
-    log = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5} for e in (1, 2)]
-    (tmp_path / "log.json").write_text(json.dumps(log))
+    data, _ = _tiny_checkpoint(tmp_path)
     code = main(["heatmaps", "--checkpoint", str(tmp_path / "ck"), "--data", str(data), "--split-manifest",
-                 str(tmp_path / "m.json"), "--log", str(tmp_path / "log.json"), "--out", str(tmp_path / "fig")])
+                 str(tmp_path / "m.json"), "--out", str(tmp_path / "fig")])
     assert code == 0
-    for name in ("heatmaps.png", "confusion.png", "accuracy.png", "loss.png"):
+    for name in ("heatmaps.png", "confusion.png", "reliability.png"):
         assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "energy_in_boxes" in capsys.readouterr().out
 
 
-def test_report_names_its_command_and_tabulates_the_recipe_search_and_full_runs(tmp_path):
+def test_report_pairs_the_miam_runs_by_seed_and_states_every_target(tmp_path):
     from ilcs_cli import main
     from model_zoo import create_model
-    from model_zoo.checkpoint import ModelCard, save_checkpoint
-    from training.data import load_image_folder
-    from training.split import make_split, write_manifest
+    from model_zoo.checkpoint import save_checkpoint
 
-    from .conftest import CLASSES, write_neu_layout
-
-    data = write_neu_layout(tmp_path / "neu", per_class=4)
-    write_manifest(make_split(load_image_folder(data, progress=False)), tmp_path / "m.json")
-    hyper = {"input_size": 32, "miam": False}
-    card = ModelCard(arch="ilcs", labels=CLASSES, input_size=32, hyperparameters=hyper,
-                     metrics={"val_top1": 0.5, "val_loss": 1.0, "best_epoch": 2, "test_top1": 0.25},
-                     training={"config": {"lr": 0.005, "weight_decay": 0.01, "label_smoothing": 0.0, "input_size": 32},
-                               "wall_seconds": 90.0})
+    data, card = _tiny_checkpoint(tmp_path)
     runs = tmp_path / "runs"
-    save_checkpoint(create_model("ilcs", **hyper), runs / "full" / "best", card)
     log = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0 / e, "val_acc": 0.1 * e}
            for e in range(1, 7)]
-    (runs / "full" / "log.json").write_text(json.dumps(log))
-    miam = card.model_copy(update={"hyperparameters": {"input_size": 32},
-                                   "metrics": {"val_top1": 0.4, "val_loss": 1.5, "best_epoch": 5, "test_top1": 0.2}})
-    save_checkpoint(create_model("ilcs", input_size=32), runs / "full_miam" / "best", miam)
-    (runs / "full_miam" / "log.json").write_text(json.dumps(log))
-    proxy = runs / "recipe-search" / "p_short"
-    proxy.mkdir(parents=True)
-    (proxy / "log.json").write_text(json.dumps(log[:3]))
-    (proxy / "run.json").write_text(json.dumps({"config": card.training["config"] | {"epochs": 15},
-                                                "hyperparameters": hyper, "finished": False}))
+    for arm, seed, val in (("miam", 0, 0.9), ("nomiam", 0, 0.8), ("miam", 1, 0.95), ("nomiam", 1, 0.95)):
+        c = card.model_copy(update={"metrics": {"val_top1": val, "val_loss": 0.1, "best_epoch": 6, "test_top1": val}})
+        save_checkpoint(create_model("ilcs", input_size=32), runs / f"{arm}_s{seed}" / "best", c)
+        (runs / f"{arm}_s{seed}" / "log.json").write_text(json.dumps(log))
     out = tmp_path / "rep" / "neu-ilcs.md"
-    code = main(["report", "--checkpoint", str(runs / "full" / "best"), "--data", str(data), "--split-manifest",
-                 str(tmp_path / "m.json"), "--log", str(runs / "full" / "log.json"), "--out", str(out)])
-    assert code == 0
+    assert main(["report", "--checkpoint", str(tmp_path / "ck"), "--data", str(data), "--split-manifest",
+                 str(tmp_path / "m.json"), "--runs", str(runs), "--out", str(out)]) == 0
     text = out.read_text()
-    assert f"Generated by `ilcs report --log {runs / 'full' / 'log.json'}`" in text
-    assert "| `full` | 32 px, no MIAM | 0.005 / 0.01 / 0.0 | 6 | 50.00% (2) | 1.0000 | 25.00% | 1.5 min |" in text
-    assert "| `full_miam` | 32 px, MIAM | 0.005 / 0.01 / 0.0 | 6 | 40.00% (5) | 1.5000 | 20.00% | 1.5 min |" in text
-    assert ("the same recipe with MIAM (run `full_miam`) chose epoch 5 at 40.00% validation top-1, validation loss "
-            "1.5000, against 50.00% and 1.0000 without MIAM") in text
-    assert "| `p_short` | 32 px, no MIAM | 32 | 0.005 / 0.01 / 0.0 | 3 (stopped) | - | - | 30.00% |" in text
-    assert "activation energy of the last feature map" in text and "No MIAM in the shipped model" in text
-    assert (out.parent / "figures" / "recipe-search.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"Generated by `ilcs report --runs {runs}`" in text
+    assert "| MIAM | 0 | 6 | 90.00% | 0.1000 | 90.00% | 2 min |" in text
+    assert "| **MIAM, mean +- sd** | n = 2 | | 92.50 +- 3.54 |" in text
+    assert "validation top-1 5.00 +- 7.07 points" in text and "**MIAM shipped**" in text  # paired: +10 and 0
+    assert "test top-1 >= 99.5%" in text and "energy in boxes >= 60%" in text and "inclusion: energy >= 1.5x" in text
+    assert "baseline: centred gaussian" in text and "MIAM's spatial attention map Ms(F'), trained with weak box" in text
+    assert "$" not in text.replace("$s", "")  # every template field was filled
+    assert (out.parent / "figures" / "ablation-curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -20,8 +20,17 @@ def tiny_run(tmp_path_factory):
     data_dir = write_neu_layout(root / "neu", per_class=12)
     manifest = root / "split.json"
     write_manifest(make_split(load_image_folder(data_dir, progress=False), seed=0), manifest)
-    cfg = TrainConfig(data=str(data_dir), manifest=str(manifest), out=str(root / "run"), epochs=10, batch_size=8,
-                      lr=5e-3, input_size=32, threads=1, model_kwargs={"hidden": 32})
+    cfg = TrainConfig(
+        data=str(data_dir),
+        manifest=str(manifest),
+        out=str(root / "run"),
+        epochs=10,
+        batch_size=8,
+        lr=5e-3,
+        input_size=32,
+        threads=1,
+        model_kwargs={"hidden": 32},
+    )
     card = train(cfg)
     return cfg, card, root
 
@@ -45,7 +54,9 @@ def test_model_kwargs_are_merged_over_the_recipe(tiny_run):
 def test_card_is_filled_in(tiny_run):
     _, card, _ = tiny_run
     assert card.arch == "ilcs" and card.input_size == 32
-    assert card.temperature > 0 and {"temperature", "test_ece_before", "test_ece_after"} <= set(card.metrics["calibration"])
+    assert card.temperature > 0 and {"temperature", "test_ece_before", "test_ece_after"} <= set(
+        card.metrics["calibration"]
+    )
     assert card.training["n_train_with_boxes"] == card.training["n_train"]
     assert {"val_top1", "test_top1", "test_top5", "best_epoch"} <= set(card.metrics)
     assert len(card.training["manifest_sha256"]) == 64 and card.training["git_commit"]
@@ -67,8 +78,9 @@ def test_checkpoint_reloads_bit_identically(tiny_run, tmp_path):
 
 def test_resume_continues_from_the_last_epoch(tiny_run, tmp_path):
     cfg, _, root = tiny_run
-    resumed = TrainConfig(**{**cfg.__dict__, "epochs": 11, "out": str(tmp_path / "resumed"),
-                             "resume": str(root / "run" / "last.pt")})
+    resumed = TrainConfig(
+        **{**cfg.__dict__, "epochs": 11, "out": str(tmp_path / "resumed"), "resume": str(root / "run" / "last.pt")}
+    )
     train(resumed)
     log = json.loads((tmp_path / "resumed" / "log.json").read_text())
     assert [r["epoch"] for r in log] == list(range(1, 12))
@@ -76,8 +88,18 @@ def test_resume_continues_from_the_last_epoch(tiny_run, tmp_path):
 
 def test_eval_cli_prints_one_json_object(tiny_run, capsys):
     cfg, card, root = tiny_run
-    code = main(["eval", "--checkpoint", str(root / "run" / "best.json"), "--data", cfg.data,
-                 "--split-manifest", cfg.manifest, "--json"])
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(root / "run" / "best.json"),
+            "--data",
+            cfg.data,
+            "--split-manifest",
+            cfg.manifest,
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert {"top1", "top5", "n", "per_class", "confusion"} <= set(report)
@@ -95,3 +117,15 @@ def test_eval_all_reads_an_unseen_folder(tiny_run, tmp_path, capsys):
 def test_eval_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "none"), "--data", str(tmp_path), "--all"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_fine_tuning_stage_starts_from_a_checkpoint_and_can_choose_by_box_loss(tiny_run, tmp_path):
+    cfg, card, root = tiny_run
+    tuned = TrainConfig(**{**cfg.__dict__, "epochs": 1, "out": str(tmp_path / "tuned"), "box_loss_weight": 5.0,
+                           "init_from": str(root / "run" / "best"), "select": "val_box_loss", "warmup_epochs": 0})
+    train(tuned)
+    log = json.loads((tmp_path / "tuned" / "log.json").read_text())
+    assert log[0]["val_box_loss"] > 0 and log[0]["val_acc"] >= 0.5  # it started trained, not at random
+    other = TrainConfig(**{**tuned.__dict__, "model_kwargs": {"hidden": 16}, "out": str(tmp_path / "other")})
+    with pytest.raises(ValueError, match="init-from"):
+        train(other)
