@@ -39,6 +39,12 @@ def _eval(args: argparse.Namespace) -> None:
     evaluate_cli(args)
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    from training.calibration import calibrate_checkpoint
+
+    print(json.dumps(calibrate_checkpoint(args.checkpoint, args.data, args.split_manifest, args.copies)))
+
+
 def _localise(args: argparse.Namespace) -> None:
     from training.localise import localise_cli
 
@@ -131,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_eval)
+
+    ca = sub.add_parser("calibrate", help="fit a checkpoint's temperature on its validation slice (writes the card)")
+    ca.add_argument("--checkpoint", required=True)
+    ca.add_argument("--data", default=d.data)
+    ca.add_argument("--split-manifest", default=d.manifest)
+    ca.add_argument("--copies", type=int, default=8, help="training-augmented copies of each validation image")
+    ca.set_defaults(func=_calibrate)
 
     lo = sub.add_parser("localise", help="score heatmaps against VOC boxes (energy in boxes, pointing game)")
     lo.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")

@@ -194,4 +194,12 @@ def localise_cli(args) -> None:
             print(f"{r['method']:<20}{100 * r['energy_in_boxes']:>15.1f}%{100 * r['pointing_game']:>14.1f}%")
         for name, b in results[0]["baselines"].items():
             print(f"{name:<20}{100 * b['energy_in_boxes']:>15.1f}%{100 * b['pointing_game']:>14.1f}%")
-    print(json.dumps(results[0] if len(results) == 1 else {"methods": results}))
+    if len(results) == 1:
+        print(json.dumps(results[0]))
+    else:
+        baselines = results[0]["baselines"]
+        print(
+            json.dumps(
+                {"methods": [{k: v for k, v in r.items() if k != "baselines"} for r in results], "baselines": baselines}
+            )
+        )

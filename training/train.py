@@ -26,7 +26,7 @@ from model_zoo.device import resolve_device
 from model_zoo.preprocess import Preprocess
 from model_zoo.registry import create_model
 from training.augment import train_transform
-from training.calibration import expected_calibration_error, fit_temperature
+from training.calibration import calibrate_checkpoint
 from training.config import DEFAULT_MANIFEST, TrainConfig
 from training.data import load_image_folder
 from training.engine import predict, train_one_epoch
@@ -182,21 +182,16 @@ def train(cfg: TrainConfig) -> ModelCard:
             out / "last.pt",
         )
 
-    # Fit the temperature on the validation slice, then score the chosen checkpoint once on the
-    # held-out test list; nothing is chosen on it.
+    # Score the chosen checkpoint once on the held-out test list (nothing is chosen on it), then fit
+    # the temperature on the validation slice.
     model, card = load_checkpoint(out / "best", map_location=device)
-    val_logits, _ = predict(model, val.images, preprocess, device, logits_only=True)
-    fit_t = fit_temperature(val_logits, val.labels)
-    card.temperature = fit_t["temperature"]
-    test_logits, _ = predict(model, test.images, preprocess, device, logits_only=True)
-    raw = torch.softmax(torch.as_tensor(test_logits), 1).numpy()
-    scores = torch.softmax(torch.as_tensor(test_logits) / card.temperature, 1).numpy()
+    scores, _ = predict(model, test.images, preprocess, device)
     report = classification_report(scores, test.labels, data.classes)
     card.metrics |= {"test_top1": report["top1"], "test_top5": report["top5"], "test_n": report["n"],
-                     "epochs": cfg.epochs, "calibration": fit_t | {
-                         "test_ece_before": expected_calibration_error(raw, test.labels),
-                         "test_ece_after": expected_calibration_error(scores, test.labels)}}
+                     "epochs": cfg.epochs}
     card.training |= {"wall_seconds": round(wall, 1)}
-    card = save_checkpoint(model, out / "best", card)
+    save_checkpoint(model, out / "best", card)
+    calibrate_checkpoint(out / "best", cfg.data, cfg.manifest)
+    card = load_checkpoint(out / "best")[1]
     print(json.dumps({"test_top1": report["top1"], "test_top5": report["top5"], "wall_seconds": wall}), flush=True)
     return card
