@@ -7,7 +7,8 @@ after the other, each an ``ilcs train`` into ``reports/runs/table2/<model>_seed<
 ILCS and MobileNetV2 are repeated over more seeds so a difference can be told from
 noise. A finished run is skipped and an interrupted one resumes from its ``last.pt``.
 
-``python -m benchmarks.table2 report`` writes ``reports/table2.md`` from those logs alone.
+``python -m benchmarks.table2 report`` writes ``reports/table2.md`` from those logs alone;
+``scripts/run_table2.sh`` runs the plan and commits each run's logs as it ends.
 """
 
 from __future__ import annotations
