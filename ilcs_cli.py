@@ -1,72 +1,90 @@
-"""The ``ilcs`` command: the one place that knows model_zoo, training and service.
+"""The ``ilcs`` command: the one place that knows model_zoo, training, service and benchmarks.
 
-Each subcommand imports its package only when it runs, so ``ilcs serve`` in a
-serving container never loads the training loop (the parser reads the recipe's
-defaults from ``training/config.py``, standard library only) and ``ilcs train``
-never loads the web stack.
+Each subcommand is a row of ``COMMANDS`` (its help, its options, what it runs), and what it
+runs imports its package only then: building the parser imports none of them, so ``ilcs serve``
+needs no training code and ``ilcs train`` no web stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RECIPE = "default: the recipe's, training/config.py"
 
 
-def _split(args: argparse.Namespace) -> None:
-    from training.data import load_image_folder
-    from training.split import make_split, write_manifest
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, the function adding its options, and the function it runs."""
 
-    data = load_image_folder(args.data)
-    manifest = make_split(data, args.test_fraction, args.val_fraction, args.seed)
-    write_manifest(manifest, args.out)
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {len(manifest[k])}" for k in ("train", "val", "test")))
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
 
 
-def _train(args: argparse.Namespace) -> None:
-    from training.train import TrainConfig, train
+def _load(target: str, command: str) -> Callable[[argparse.Namespace], None]:
+    """Import ``package.module:function``; a package this installation lacks is a clear error."""
+    module, _, function = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except ModuleNotFoundError as exc:
+        if exc.name != module.split(".")[0]:
+            raise
+        msg = f"`ilcs {command}` needs the {exc.name} package, which this installation lacks; run it from a checkout"
+        raise ValueError(msg) from exc
+
+
+def _recipe_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the data and manifest options left unset with the recipe's (read only when a command runs)."""
+    from training.config import TrainConfig
+
+    recipe = TrainConfig()
+    for name, default in (("data", recipe.data), ("manifest", recipe.manifest), ("split_manifest", recipe.manifest)):
+        if getattr(args, name, "") is None:
+            setattr(args, name, default)
+    return args
+
+
+def call(target: str, recipe_paths: bool = False) -> Callable[[argparse.Namespace], None]:
+    """What a subcommand runs: ``target`` (``module:function``) called with the parsed options."""
+
+    def run(args: argparse.Namespace) -> None:
+        _load(target, args.command)(_recipe_paths(args) if recipe_paths else args)
+
+    return run
+
+
+def train_config(args: argparse.Namespace):
+    """The ``TrainConfig`` of ``ilcs train``: the recipe, with the options given on the command line."""
+    from training.config import TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     if args.model_kwargs:
         cfg.model_kwargs = json.loads(args.model_kwargs)
-    train(cfg)
+    return cfg
 
 
-def _eval(args: argparse.Namespace) -> None:
-    from training.evaluate import evaluate_cli
+def _split(args: argparse.Namespace) -> None:
+    from training.config import DEFAULT_MANIFEST
+    from training.data import load_image_folder
+    from training.split import make_split, write_manifest
 
-    evaluate_cli(args)
-
-
-def _calibrate(args: argparse.Namespace) -> None:
-    from training.calibration import calibrate_checkpoint
-
-    print(json.dumps(calibrate_checkpoint(args.checkpoint, args.data, args.split_manifest, args.copies)))
-
-
-def _localise(args: argparse.Namespace) -> None:
-    from training.localise import localise_cli
-
-    localise_cli(args)
+    _recipe_paths(args)
+    out = args.out or str(DEFAULT_MANIFEST)
+    manifest = make_split(load_image_folder(args.data), args.test_fraction, args.val_fraction, args.seed)
+    write_manifest(manifest, out)
+    print(f"wrote {out}: " + ", ".join(f"{k} {len(manifest[k])}" for k in ("train", "val", "test")))
 
 
-def _profile(args: argparse.Namespace) -> None:
-    from model_zoo.profile import write_table3
+def _train(args: argparse.Namespace) -> None:
+    from training.train import train
 
-    print(write_table3(args.out, sizes=tuple(args.sizes)))
-
-
-def _heatmaps(args: argparse.Namespace) -> None:
-    from training.report import heatmaps_cli
-
-    heatmaps_cli(args)
-
-
-def _report(args: argparse.Namespace) -> None:
-    from training.report import report_cli
-
-    report_cli(args)
+    train(train_config(args))
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -75,127 +93,165 @@ def _serve(args: argparse.Namespace) -> None:
     serve(host=args.host, port=args.port)
 
 
+BENCHMARKS = (
+    ("calibrate", "service.bench:calibrate_cli"),
+    ("load", "benchmarks.load:main"),
+    ("models", "benchmarks.models:main"),
+)
+
+
 def _bench(args: argparse.Namespace) -> None:
-    from service.bench import bench_cli
+    chosen = [target for flag, target in BENCHMARKS if getattr(args, flag)]
+    if not chosen:
+        msg = "say which benchmark: --calibrate, --load or --models"
+        raise ValueError(msg)
+    for target in chosen:
+        _load(target, args.command)(args)
 
-    bench_cli(args)
+
+# --------------------------------------------------------------------------- options, one function per subcommand
 
 
-def _export(args: argparse.Namespace) -> None:
-    from training.export import export_cli
+def _split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help=RECIPE)
+    p.add_argument("--out", help="the manifest to write (" + RECIPE + ")")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--val-fraction", type=float, default=0.1)
 
-    export_cli(args)
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    for name in ("--model", "--data", "--manifest", "--out", "--device", "--version"):
+        p.add_argument(name, help=RECIPE)
+    for name in ("--epochs", "--batch-size", "--input-size", "--seed", "--threads"):
+        p.add_argument(name, type=int, help=RECIPE)
+    for name in ("--lr", "--weight-decay", "--label-smoothing"):
+        p.add_argument(name, type=float, help=RECIPE)
+    p.add_argument("--box-loss-weight", type=float, help="weight of the heatmap's weak box supervision; 0: off")
+    p.add_argument("--warmup-epochs", type=float, help=RECIPE)
+    p.add_argument("--select", choices=["val_loss", "val_box_loss"], help="tie-break between epochs of equal "
+                   "validation top-1 (" + RECIPE + ")")  # fmt: skip
+    p.add_argument("--init-from", help="start from this checkpoint's weights (a fine-tuning stage)")
+    p.add_argument("--resume", help="path to a run's last.pt")
+    p.add_argument("--model-kwargs", help="JSON merged over the recipe's model options, e.g. '{\"attn_layer\": null}'")
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
+    p.add_argument("--data", help=RECIPE)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--split-manifest", help="evaluate the manifest's test list (" + RECIPE + ")")
+    g.add_argument("--all", action="store_true", help="evaluate every image in --data")
+    p.add_argument("--subset", default="test", choices=["train", "val", "test"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _localise_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
+    p.add_argument("--data", help="a NEU-DET layout folder with annotations/*.xml (" + RECIPE + ")")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--split-manifest", help="score the manifest's --subset list (" + RECIPE + ")")
+    g.add_argument("--all", action="store_true", help="score every image in --data")
+    p.add_argument("--subset", default="test", choices=["train", "val", "test"])
+    p.add_argument("--method", default="model", help="model (the served map), energy, gradcam:<module>, "
+                   "gradcam++:<module>, or all")  # fmt: skip
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print only the JSON object")
+
+
+def _calibrate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint stem/.json/.safetensors (its card is rewritten)")
+    p.add_argument("--data", help=RECIPE)
+    p.add_argument("--split-manifest", help=RECIPE)
+    p.add_argument("--copies", type=int, default=8, help="training-augmented copies of each validation image")
+
+
+def _profile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="reports/table3.md")
+    p.add_argument("--sizes", type=int, nargs="+", default=[300, 200])
+
+
+def _heatmaps_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--data", help=RECIPE)
+    p.add_argument("--split-manifest", help=RECIPE)
+    p.add_argument("--out", default="reports/figures")
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    _heatmaps_options(p)
+    p.add_argument("--runs", default="reports/runs/ablation", help="folder of the paired MIAM runs (log + card each)")
+    p.set_defaults(out="reports/neu-ilcs.md")
+
+
+def _export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--out", default="exports/ilcs.onnx")
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="default: ILCS_HOST or 0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="default: ILCS_PORT or 8000")
+
+
+def _bench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibrate", action="store_true", help="throughput per batch size on this device")
+    p.add_argument("--load", action="store_true", help="closed-loop HTTP load test against a local service")
+    p.add_argument("--models", action="store_true", help="speed of the seven models (reports/speed.md)")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--requests", type=int, default=800)
+    p.add_argument("--out", default=None)
+
+
+COMMANDS: dict[str, Command] = {
+    "split": Command("write a stratified, duplicate-safe train/val/test manifest", _split_options, _split),
+    "train": Command("train a registry model (defaults: the shipped ILCS recipe)", _train_options, _train),
+    "eval": Command(
+        "top-1/top-5 (paper Algorithm 2), per-class figures, confusion matrix",
+        _eval_options,
+        call("training.evaluate:evaluate_cli", recipe_paths=True),
+    ),
+    "calibrate": Command(
+        "fit a checkpoint's temperature on its validation slice (written into its card)",
+        _calibrate_options,
+        call("training.calibration:calibrate_cli", recipe_paths=True),
+    ),
+    "localise": Command(
+        "score heatmaps against VOC boxes (energy in boxes, pointing game)",
+        _localise_options,
+        call("training.localise:localise_cli", recipe_paths=True),
+    ),
+    "profile": Command(
+        "parameters and FLOPs of the seven models (paper Table 3)", _profile_options, call("benchmarks.table3:main")
+    ),
+    "heatmaps": Command(
+        "Figure 9 heatmap grid, confusion matrix, reliability diagram, localisation scores",
+        _heatmaps_options,
+        call("training.report:heatmaps_cli", recipe_paths=True),
+    ),
+    "report": Command(
+        "write reports/neu-ilcs.md from the shipped checkpoint and the paired MIAM runs",
+        _report_options,
+        call("training.report:report_cli", recipe_paths=True),
+    ),
+    "export": Command(
+        "export a checkpoint to ONNX (logits and attention outputs)",
+        _export_options,
+        call("training.export:export_cli"),
+    ),
+    "serve": Command("run the inspection service (settings from ILCS_* environment variables)", _serve_options, _serve),
+    "bench": Command("benchmarks: --calibrate, --load, --models", _bench_options, _bench),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training.config import TrainConfig  # the recipe's defaults; stdlib only
-
-    d = TrainConfig()
     p = argparse.ArgumentParser(prog="ilcs", description="ILCS steel-surface defect classifier: train, evaluate, serve")
     sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("split", help="write a stratified, duplicate-safe train/val/test manifest")
-    s.add_argument("--data", default=d.data)
-    s.add_argument("--out", default=d.manifest)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--test-fraction", type=float, default=0.3)
-    s.add_argument("--val-fraction", type=float, default=0.1)
-    s.set_defaults(func=_split)
-
-    t = sub.add_parser("train", help="train a registry model (defaults: the shipped ILCS recipe)")
-    t.add_argument("--model", default=d.model)
-    t.add_argument("--data", default=d.data)
-    t.add_argument("--manifest", default=d.manifest)
-    t.add_argument("--out", default=d.out)
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    t.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    t.add_argument("--input-size", type=int, default=d.input_size)
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--device", default=d.device)
-    t.add_argument("--threads", type=int)
-    t.add_argument("--resume", help="path to a run's last.pt")
-    t.add_argument("--model-kwargs", help='JSON merged over the recipe\'s model options, e.g. \'{"attn_layer": null}\'')
-    t.add_argument("--box-loss-weight", type=float, default=d.box_loss_weight,
-                   help="weight of the heatmap's weak box supervision (NEU-DET annotations/*.xml); 0: off")
-    t.add_argument("--init-from", help="start from this checkpoint's weights (a fine-tuning stage)")
-    t.add_argument("--select", default=d.select, choices=["val_loss", "val_box_loss"],
-                   help="tie-break between epochs of equal validation top-1")
-    t.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    t.add_argument("--version", default=d.version)
-    t.set_defaults(func=_train)
-
-    e = sub.add_parser("eval", help="top-1/top-5 (paper Algorithm 2), per-class figures, confusion matrix")
-    e.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
-    e.add_argument("--data", default=d.data)
-    g = e.add_mutually_exclusive_group()
-    g.add_argument("--split-manifest", default=d.manifest, help="evaluate the manifest's test list")
-    g.add_argument("--all", action="store_true", help="evaluate every image in --data")
-    e.add_argument("--subset", default="test", choices=["train", "val", "test"])
-    e.add_argument("--device", default="auto")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.set_defaults(func=_eval)
-
-    ca = sub.add_parser("calibrate", help="fit a checkpoint's temperature on its validation slice (writes the card)")
-    ca.add_argument("--checkpoint", required=True)
-    ca.add_argument("--data", default=d.data)
-    ca.add_argument("--split-manifest", default=d.manifest)
-    ca.add_argument("--copies", type=int, default=8, help="training-augmented copies of each validation image")
-    ca.set_defaults(func=_calibrate)
-
-    lo = sub.add_parser("localise", help="score heatmaps against VOC boxes (energy in boxes, pointing game)")
-    lo.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
-    lo.add_argument("--data", default=d.data, help="a NEU-DET layout folder with annotations/*.xml")
-    g = lo.add_mutually_exclusive_group()
-    g.add_argument("--split-manifest", default=d.manifest, help="score the manifest's --subset list")
-    g.add_argument("--all", action="store_true", help="score every image in --data")
-    lo.add_argument("--subset", default="test", choices=["train", "val", "test"])
-    lo.add_argument("--method", default="model",
-                    help="model (the served map), energy, gradcam:<module>, gradcam++:<module>, or all")
-    lo.add_argument("--device", default="auto")
-    lo.add_argument("--json", action="store_true", help="print only the JSON object")
-    lo.set_defaults(func=_localise)
-
-    pr = sub.add_parser("profile", help="parameters and FLOPs of the seven models (paper Table 3)")
-    pr.add_argument("--out", default="reports/table3.md")
-    pr.add_argument("--sizes", type=int, nargs="+", default=[300, 200])
-    pr.set_defaults(func=_profile)
-
-    h = sub.add_parser("heatmaps", help="Figure 9 heatmap grid, curves, confusion matrix, localisation scores")
-    h.add_argument("--checkpoint", default=None)
-    h.add_argument("--data", default=d.data)
-    h.add_argument("--split-manifest", default=d.manifest)
-    h.add_argument("--out", default="reports/figures")
-    h.set_defaults(func=_heatmaps)
-
-    r = sub.add_parser("report", help="write reports/neu-ilcs.md from a run and the shipped checkpoint")
-    r.add_argument("--checkpoint", default=None)
-    r.add_argument("--data", default=d.data)
-    r.add_argument("--split-manifest", default=d.manifest)
-    r.add_argument("--runs", default="reports/runs/ablation", help="folder of the paired MIAM runs (log + card each)")
-    r.add_argument("--out", default="reports/neu-ilcs.md")
-    r.set_defaults(func=_report)
-
-    x = sub.add_parser("export", help="export a checkpoint to ONNX (logits and attention outputs)")
-    x.add_argument("--checkpoint", default=None)
-    x.add_argument("--out", default="exports/ilcs.onnx")
-    x.set_defaults(func=_export)
-
-    sv = sub.add_parser("serve", help="run the inspection service (settings from ILCS_* environment variables)")
-    sv.add_argument("--host", default=None, help="default: ILCS_HOST or 0.0.0.0")
-    sv.add_argument("--port", type=int, default=None, help="default: ILCS_PORT or 8000")
-    sv.set_defaults(func=_serve)
-
-    b = sub.add_parser("bench", help="benchmarks: --calibrate, --load, --models")
-    b.add_argument("--calibrate", action="store_true", help="throughput per batch size on this device")
-    b.add_argument("--load", action="store_true", help="closed-loop HTTP load test against a local service")
-    b.add_argument("--models", action="store_true", help="throughput of the seven models")
-    b.add_argument("--clients", type=int, default=16)
-    b.add_argument("--requests", type=int, default=800)
-    b.add_argument("--out", default=None)
-    b.set_defaults(func=_bench)
+    for name, command in COMMANDS.items():
+        s = sub.add_parser(name, help=command.help)
+        command.options(s)
+        s.set_defaults(func=command.run)
     return p
 
 

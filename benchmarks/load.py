@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -39,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.machine import machine
 
 __all__ = ["main"]
 
@@ -304,26 +305,6 @@ def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) 
     mean_batch = (sum1 - sum0) / max(count1 - count0, 1)
     return Level(clients, requests, errors[0], seconds, np.array(latencies), mean_batch, server_cpu, client_cpu,
                  loop_cpu, sum1 - sum0)  # fmt: skip
-
-
-def machine() -> dict[str, str]:
-    """CPU model, cores, torch and Python versions (lscpu where there is one)."""
-    info = {"cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count())}
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        info["cpu"] = fields.get("Model name", info["cpu"])
-        info["cores"] = (
-            f"{fields.get('CPU(s)', info['cores'])} logical CPUs, {fields.get('Core(s) per socket', '?')} cores "
-            f"per socket x {fields.get('Socket(s)', '?')} socket(s), {fields.get('Thread(s) per core', '?')} "
-            f"thread(s) per core; {fields.get('Flags', '').count('avx512')} AVX-512 flags"
-        )
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    info["torch"] = torch.__version__
-    info["python"] = platform.python_version()
-    return info
 
 
 def format_report(command, card, info, rows, batch, delay_ms, raws, levels) -> str:

@@ -126,3 +126,10 @@ def calibrate_checkpoint(checkpoint, data, manifest, copies: int = 8) -> dict:
     card.metrics["calibration"] = fit
     save_checkpoint(model, checkpoint, card)
     return fit
+
+
+def calibrate_cli(args) -> None:
+    """``ilcs calibrate``: fit and store the temperature, print the fit as one JSON object."""
+    import json
+
+    print(json.dumps(calibrate_checkpoint(args.checkpoint, args.data, args.split_manifest, args.copies)))
