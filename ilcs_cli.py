@@ -64,9 +64,22 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from service.bench import bench_cli
+    """Run the benchmarks the flags ask for, in the order calibrate, load, models (each imported when asked)."""
+    if not (args.calibrate or args.load or args.models):
+        msg = "say which benchmark: --calibrate, --load or --models"
+        raise ValueError(msg)
+    if args.calibrate:
+        from service.calibration import calibrate_cli
 
-    bench_cli(args)
+        calibrate_cli(args)
+    if args.load:
+        from benchmarks.load import main as load_main
+
+        load_main(args)
+    if args.models:
+        from benchmarks.models import main as models_main
+
+        models_main(args)
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -10,15 +10,18 @@ The ``Plan`` is what the service builds its batcher with.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import NamedTuple
 
 from service.inference import Engine
 from service.schemas import CalibrationRow
+from service.settings import get_settings
 
-__all__ = ["DEFAULT_SIZES", "Plan", "choose", "format_table", "measure"]
+__all__ = ["DEFAULT_SIZES", "Plan", "calibrate_cli", "choose", "format_table", "measure"]
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64)
 log = logging.getLogger("service")
@@ -80,3 +83,19 @@ def format_table(rows: list[CalibrationRow], chosen: int | None = None) -> str:
         mark = " (chosen)" if r.batch_size == chosen else ""
         lines.append(f"| {r.batch_size}{mark} | {r.images_per_s:.1f} | {r.ms_per_batch:.1f} |")
     return "\n".join(lines)
+
+
+def calibrate_cli(args: argparse.Namespace) -> None:
+    """``ilcs bench --calibrate``: throughput per batch size for the configured checkpoint and device; the pick."""
+    settings = get_settings()
+    engine = Engine.from_settings(settings)
+    rows = measure(engine, DEFAULT_SIZES, settings.calibration_seconds)
+    plan = choose(rows)
+    text = (
+        f"calibration of {engine.card.name} v{engine.card.version} on {engine.device}:\n\n"
+        f"{format_table(rows, plan.batch_size)}\n\n"
+        f"ILCS_MAX_BATCH_SIZE={plan.batch_size} ILCS_MAX_DELAY_MS={plan.delay_ms}\n"
+    )
+    print(text, end="")
+    if args.out and not args.load:  # with --load, the load report holds the calibration too
+        Path(args.out).write_text(text)

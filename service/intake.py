@@ -158,8 +158,12 @@ def decode(data: bytes, header: Header, reduce_to: int) -> tuple[np.ndarray, int
 def _reduced(img: Image.Image, reduce_to: int) -> Image.Image:
     # Before the gray conversion, which makes float copies of 16-bit and float images.
     factors = _factors(img.width, img.height, reduce_to)
-    if factors == (1, 1) or img.mode not in ("L", "RGB", "I", "F"):
+    if factors == (1, 1):
         return img
+    if img.mode.startswith("I;16"):  # Pillow reduces 32-bit integers, not 16-bit; the values are kept
+        img = img.convert("I")
+    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        return img  # palette, 1-bit, CMYK...: converted to 8 bits first, then reduced
     return img.reduce(factors)
 
 

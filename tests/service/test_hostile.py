@@ -59,7 +59,7 @@ def test_a_slow_upload_neither_blocks_others_nor_leaves_the_service_refusing(ser
     """One client trickles a body while another posts images; afterwards normal load gets no 503."""
     host, port = server.host, server.port
     slow = socket.create_connection((host, port))
-    slow.sendall(f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 12000\r\n\r\n".encode())
+    slow.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 12000\r\n\r\n")
     stop = threading.Event()
 
     def trickle() -> None:
@@ -196,7 +196,7 @@ def test_a_rle4_bmp_is_refused_too(live):
 
 def test_a_batch_is_refused_at_the_first_part_past_the_limit_while_the_body_is_parsed(live, png):
     boundary = "b0undary"
-    part = f"--{boundary}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n\r\n".encode()
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n'.encode()
     sent = [0]
 
     async def body():
