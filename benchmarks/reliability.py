@@ -294,16 +294,11 @@ def _overload_section(factor: float, seconds: float) -> str:
         + "".join(f"- {v}\n" for v in verdicts)
         + "- Load generator and service share the 2 cores; the Machine table lists other heavy processes beside them.\n"
         "- Work is bounded twice on arrival, before a body is read: by the image queue's size, and in time "
-        "(`service/admission.py`): a request is refused when the requests already admitted would take more than a "
-        "third of the deadline at the answer rate measured while busy (only answers count: counting quick refusals "
-        "and timeouts as answers let 879 requests in with a queue of 2048, in a second run). The time bound"
-        " was added after the first run of this "
-        "command (commit f4cf706, an `ilcs train` run on both cores beside it) measured saturation at 6.8 requests/s: "
-        "a queue of 256 then meant 38 s of waiting, and at 2 x, 211 of 273 requests got 504 and 200s fell to 45% of "
-        "saturation (the model's time went to images that expired before their answer). A time bound on the image "
-        "queue alone, tried during development and not kept, was not enough: with a queue of 2048 the image queue "
-        "stayed under 100 while uploads waited for decoding threads, and 504s came back; so the bound is on the "
-        "whole pipeline.\n"
+        "(`service/admission.py`): a request is refused when the work already admitted, in image units (an image "
+        "plus its megapixels), would take the model threads more than a third of the deadline at their measured "
+        "seconds per unit. Only the model threads' batches measure that speed, as a moving average: an earlier "
+        "version measured the interval between answers, which learnt a slow client's upload time as the service's "
+        "speed and then refused everything until answers it no longer admitted taught it otherwise.\n"
     )
 
 
