@@ -94,7 +94,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 BENCHMARKS = (
-    ("calibrate", "service.bench:calibrate_cli"),
+    ("calibrate", "service.calibration:calibrate_cli"),
     ("load", "benchmarks.load:main"),
     ("models", "benchmarks.models:main"),
 )

@@ -1,88 +1,111 @@
-"""Admission control: a request is admitted only if it can be answered within its deadline.
+"""Admission control: a request is admitted only if the model can answer it within its bound.
 
-The batcher's queue bounds the images waiting for the model, but under overload the
-time goes elsewhere too: bodies being read, answers waiting for the event loop, all
-on the same cores. Measured on the 2-core VM at twice the saturation rate (when
-decoding and encoding still had threads of their own), the image queue held under
-100 images while requests waited 10 s and timed out (504). So the whole pipeline is bounded, after Little's law: with
-``in_flight`` requests admitted and the service answering one every ``interval``
-seconds while busy, a new request would wait about ``(in_flight + 1) * interval``;
-above ``max_wait_s`` it is refused at once, before its body is read (503 with
-``Retry-After``).
+After Little's law: the work admitted and not yet answered, in image units (an image,
+plus its megapixels, so a big batch or a huge image counts for what it costs), times
+the model threads' measured seconds per unit, divided by the number of threads, is how
+long a new request would wait. Above ``max_wait_s`` it is refused at once (503 with
+``Retry-After``), before its body is read.
 
-Only answers count (a ``with`` block left without an exception): a refusal or a
-timeout inside the block is quick, and counting it as the service's speed made the
-estimate collapse under overload, each refusal letting more requests in (measured:
-at 2 x saturation with a queue of 2048, 879 requests in flight and 736 unanswered).
-
-The interval is measured over the last ``window`` answers of a busy period (the
-time from the first to the last, divided by their gaps): answers come in bursts, a
-batch at a time, and an idle gap says nothing of the speed, so a busy period starts
-a new window and the last measured interval holds until it has ``min_answers``.
-Until the first measurement every request is admitted, and a service answering one
-request at a time never gets near the bound: it acts only on a busy service.
+The seconds per unit are measured only inside the model threads (``observe``, one call
+per batch), as a moving average that forgets old batches: a client's upload or think
+time, an idle service or a burst of refusals never enter it, so it cannot learn a
+speed the model does not have. The work outstanding falls back to zero whenever the
+admitted requests end, whichever way they end, and a service with nothing outstanding
+admits every request: it cannot stay shut.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from service.errors import QueueFull
 
-__all__ = ["Admission"]
+__all__ = ["PIXELS_PER_UNIT", "Admission", "Ticket", "image_units"]
+
+PIXELS_PER_UNIT = 1 << 20  # decoding and resizing a megapixel is weighed as one more image
+
+
+def image_units(pixels: int) -> float:
+    """The work of one image of ``pixels`` pixels, in units of a small image."""
+    return 1.0 + pixels / PIXELS_PER_UNIT
+
+
+class Ticket:
+    """The work one admitted request holds; it may grow once the request's images are known."""
+
+    __slots__ = ("_admission", "units")
+
+    def __init__(self, admission: Admission, units: float) -> None:
+        self._admission = admission
+        self.units = units
+
+    def grow(self, units: float) -> None:
+        """Hold ``units`` in all (never less than now); raise ``QueueFull`` if the service cannot take them."""
+        extra = units - self.units
+        if extra > 0:
+            self._admission.reserve(extra, held=self.units)
+            self.units = units
 
 
 class Admission:
-    """Requests admitted and not yet answered, bounded by their expected wait.
+    """Work admitted and not yet answered, bounded by the time the model threads need for it.
 
     Args:
         max_wait_s: Longest expected wait for a new request (the service uses a third of its deadline).
-        window: Answers of a busy period the interval is measured over.
-        min_answers: Answers a window needs before its interval replaces the last one.
+        workers: Model threads working side by side.
+        smoothing: Weight of the newest batch in the moving average of seconds per unit.
     """
 
-    def __init__(self, max_wait_s: float, window: int = 32, min_answers: int = 8) -> None:
+    def __init__(self, max_wait_s: float, workers: int = 1, smoothing: float = 0.1) -> None:
         self.max_wait_s = max_wait_s
-        self.min_answers = min_answers
-        self.in_flight = 0
-        self.interval_s: float | None = None  # seconds between two answers while busy
-        self._answers: deque[float] = deque(maxlen=window)  # times of this busy period's last answers
+        self.workers = workers
+        self.smoothing = smoothing
+        self.outstanding = 0.0  # image units admitted and not yet answered
+        self.in_flight = 0  # requests admitted and not yet answered
+        self.unit_s: float | None = None  # model-thread seconds per image unit; None before any batch
+        self._lock = threading.Lock()  # observe() runs in the model threads
 
-    def expected_wait_s(self, count: int = 1) -> float | None:
-        """How long ``count`` more requests would take to be answered; None before any measurement."""
-        return None if self.interval_s is None else (self.in_flight + count) * self.interval_s
+    def expected_wait_s(self, units: float = 1.0) -> float | None:
+        """How long ``units`` more would wait for the model threads; None before any measurement."""
+        if self.unit_s is None:
+            return None
+        return (self.outstanding + units) * self.unit_s / self.workers
 
-    @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Admit one request for the ``with`` block, or raise ``QueueFull`` if it would wait too long.
+    def observe(self, units: float, seconds: float) -> None:
+        """One batch of ``units`` took ``seconds`` of a model thread: update the seconds per unit."""
+        if units <= 0 or seconds < 0:
+            return
+        sample = seconds / units
+        with self._lock:
+            previous = self.unit_s
+            self.unit_s = sample if previous is None else previous + self.smoothing * (sample - previous)
 
-        The block is an answer when it ends without an exception; only answers measure the speed.
+    def reserve(self, units: float, held: float = 0.0) -> None:
+        """Count ``units`` more as outstanding, or raise ``QueueFull`` if they would wait too long.
+
+        ``held``: units the caller holds already (a request growing its ticket); with nothing else
+        outstanding the request is admitted whatever its size.
         """
-        expected = self.expected_wait_s()
-        if expected is not None and expected > self.max_wait_s:
+        expected = self.expected_wait_s(units)
+        if expected is not None and self.outstanding > held and expected > self.max_wait_s:
             msg = (
-                f"the service is behind: the {self.in_flight} requests it is answering would take about "
-                f"{expected:.1f} s, longer than the {self.max_wait_s:.1f} s a new one may wait; retry after the "
-                "Retry-After seconds, or add replicas if this persists"
+                f"the service is behind: the work it has accepted would take about {expected:.1f} s, longer "
+                f"than the {self.max_wait_s:.1f} s a new request may wait; retry after the Retry-After seconds, "
+                "or add replicas if this persists"
             )
             raise QueueFull(msg)
-        self.in_flight += 1
-        answered = False
-        try:
-            yield
-            answered = True
-        finally:
-            self._left(answered)
+        self.outstanding += units
 
-    def _left(self, answered: bool) -> None:
-        now = time.perf_counter()
-        self.in_flight -= 1
-        if answered:
-            self._answers.append(now)
-            if len(self._answers) >= self.min_answers:
-                self.interval_s = (now - self._answers[0]) / (len(self._answers) - 1)
-        if self.in_flight == 0:  # the busy period ends: the next one measures afresh
-            self._answers.clear()
+    @contextmanager
+    def admit(self, units: float = 1.0) -> Iterator[Ticket]:
+        """Admit one request of ``units`` for the ``with`` block, or raise ``QueueFull``; released however it ends."""
+        self.reserve(units)
+        ticket = Ticket(self, units)
+        self.in_flight += 1
+        try:
+            yield ticket
+        finally:
+            self.in_flight -= 1
+            self.outstanding = max(self.outstanding - ticket.units, 0.0) if self.in_flight else 0.0

@@ -1,27 +1,20 @@
 """Dynamic micro-batching, after Ray Serve's ``_BatchQueue`` and LitServe.
 
-A request puts a ``Pending`` (its input and a ``Future``) into an
-``asyncio.Queue`` of at most ``queue_size`` waiting inputs; a full queue is refused
-at once (``QueueFull``, 503), so overload turns into fast rejections instead of
-unbounded latency. Only inputs somebody still waits for count: an input whose
-future is cancelled (its client left, or its request gave up at the deadline)
-gives its place back at once and drops its input, instead of holding a place
-until the batcher reaches it (``ilcs_queue_dropped_total{reason="cancelled"}``). One background
-task waits for a free model worker, takes the first waiting item, then more until
-``max_batch_size`` or until ``max_delay_s`` after the first, drops the items nobody
-waits for any more (client gone or deadline passed), and hands the rest to the
-worker: ``predict`` runs in one of ``workers`` dedicated model threads (off the
-event loop), its output count is checked and every future resolved: with its
-output, or with the exception ``predict`` returned in its place (that input alone
-failed). A batch whose ``predict`` raises sets an exception on every future of
-that batch and the others carry on. The batcher records queue depth, queue wait
-and drops; what the model itself saw (batch size, time) is ``predict``'s to record.
-``stop()`` cancels the task and the running batches and fails what is queued.
+A request puts a ``Pending`` (its input and a ``Future``) into an ``asyncio.Queue``
+of at most ``queue_size`` waiting inputs; a full queue is refused at once
+(``QueueFull``), so overload turns into fast refusals instead of unbounded latency.
+An input whose future is cancelled (its client left, or its deadline passed) gives
+its place back at once. One background task waits for a free model worker, takes
+the first waiting input, then more until ``max_batch_size`` or ``max_delay_s``
+after the first, drops those nobody waits for, and hands the rest to ``predict``
+in one of ``workers`` model threads, off the event loop. Every future is resolved
+with its output, or with the exception ``predict`` returned in its place; a batch
+whose ``predict`` raises, or returns the wrong number of outputs, fails every input
+in it and the others carry on. ``stop()`` cancels the task and the running batches
+and fails what is queued.
 
-Several workers: on a small CPU, two single-threaded model calls side by side
-beat one call on two threads (measured on the 2-core development VM: ~135
-against ~75 images/s, ``reports/service-bench.md``), and HTTP work preempting one
-of them slows only that one instead of stalling a parallel region at every barrier.
+Several workers: on a small CPU, single-threaded model calls side by side can
+outrun one call on several threads (``service.inference.plan_workers``).
 """
 
 from __future__ import annotations

@@ -1,32 +1,37 @@
-"""Calibration: measure throughput per batch size on this device, then pick batch size and delay.
+"""Calibration: measure throughput per batch size on this device, then plan the batcher's size and delay.
 
-On a CPU a bigger batch is not always faster per image (the attention maps of a
-big batch fall out of cache), so the batch size is measured, not assumed. The
-pick is the smallest batch size within ``tolerance`` of the best throughput
-(smaller batches answer sooner at equal throughput).
-
-The delay is half the time of a one-image model call, between 1 and 10 ms: long
-enough for requests sent together (closed-loop clients answered by one batch)
-to meet again in the next, short enough that a lone request is at most about
-1.5 times slower. Under load the delay hardly matters: while the model runs the
-queue fills, and the next batch is taken from it at once. (A first version
-waited one whole batch time, 100 ms for batch 8 on a 2-core CPU: a lone client
-then waited 124 ms for a 16 ms answer.)
+On a CPU a bigger batch is not always faster per image, so the batch size is
+measured, not assumed: the pick is the smallest batch size within ``tolerance`` of
+the best throughput (smaller batches answer sooner at equal throughput). The delay
+is half a one-image model call, between 1 and 10 ms: long enough for requests sent
+together to meet in one batch, short enough that a lone request waits little.
+The ``Plan`` is what the service builds its batcher with.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
 from service.inference import Engine
 from service.schemas import CalibrationRow
+from service.settings import get_settings
 
-__all__ = ["DEFAULT_SIZES", "choose", "format_table", "measure"]
+__all__ = ["DEFAULT_SIZES", "Plan", "calibrate_cli", "choose", "format_table", "measure"]
 
 DEFAULT_SIZES = (1, 2, 4, 8, 16, 32, 64)
 log = logging.getLogger("service")
+
+
+class Plan(NamedTuple):
+    """The batch size and delay a batcher is built with."""
+
+    batch_size: int
+    delay_ms: float
 
 
 def measure(engine: Engine, sizes: tuple[int, ...] = DEFAULT_SIZES, min_seconds: float = 1.0) -> list[CalibrationRow]:
@@ -62,13 +67,13 @@ def _calls_until(engine: Engine, batch: list, stop: float, min_calls: int = 3) -
     return calls
 
 
-def choose(rows: list[CalibrationRow], tolerance: float = 0.95) -> tuple[int, float]:
+def choose(rows: list[CalibrationRow], tolerance: float = 0.95) -> Plan:
     """The batch size and the delay (ms) to serve with, from a measured table."""
     best = max(r.images_per_s for r in rows)
     pick = min((r for r in rows if r.images_per_s >= tolerance * best), key=lambda r: r.batch_size)
     single = min(rows, key=lambda r: r.batch_size)
     one_image_ms = single.ms_per_batch / single.batch_size
-    return pick.batch_size, round(min(max(one_image_ms / 2, 1.0), 10.0), 1)
+    return Plan(pick.batch_size, round(min(max(one_image_ms / 2, 1.0), 10.0), 1))
 
 
 def format_table(rows: list[CalibrationRow], chosen: int | None = None) -> str:
@@ -78,3 +83,19 @@ def format_table(rows: list[CalibrationRow], chosen: int | None = None) -> str:
         mark = " (chosen)" if r.batch_size == chosen else ""
         lines.append(f"| {r.batch_size}{mark} | {r.images_per_s:.1f} | {r.ms_per_batch:.1f} |")
     return "\n".join(lines)
+
+
+def calibrate_cli(args: argparse.Namespace) -> None:
+    """``ilcs bench --calibrate``: throughput per batch size for the configured checkpoint and device; the pick."""
+    settings = get_settings()
+    engine = Engine.from_settings(settings)
+    rows = measure(engine, DEFAULT_SIZES, settings.calibration_seconds)
+    plan = choose(rows)
+    text = (
+        f"calibration of {engine.card.name} v{engine.card.version} on {engine.device}:\n\n"
+        f"{format_table(rows, plan.batch_size)}\n\n"
+        f"ILCS_MAX_BATCH_SIZE={plan.batch_size} ILCS_MAX_DELAY_MS={plan.delay_ms}\n"
+    )
+    print(text, end="")
+    if args.out and not args.load:  # with --load, the load report holds the calibration too
+        Path(args.out).write_text(text)

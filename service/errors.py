@@ -24,12 +24,14 @@ from service.schemas import Problem
 __all__ = [
     "PROBLEM_JSON",
     "BadImage",
+    "BadRequest",
     "ClientDisconnected",
     "DeadlineExceeded",
     "InferenceFailed",
     "NotReady",
     "PayloadTooLarge",
     "QueueFull",
+    "RequestTimeout",
     "ServiceError",
     "Unauthorized",
     "UnprocessableRequest",
@@ -55,6 +57,10 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
+class BadRequest(ServiceError):
+    status, title = 400, "Bad Request"
+
+
 class BadImage(ServiceError):
     status, title = 400, "Bad Image"
 
@@ -64,6 +70,13 @@ class Unauthorized(ServiceError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="ilcs"'})
+
+
+class RequestTimeout(ServiceError):
+    status, title = 408, "Request Timeout"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, {"Connection": "close"})  # the rest of the body may never come
 
 
 class PayloadTooLarge(ServiceError):

@@ -1,7 +1,8 @@
 """The model's attention map as a PNG at the input image's size.
 
 The map (B x 1 x h x w from ``forward_with_attention``: MIAM's spatial map, or the
-last feature map's activation energy for a model without MIAM such as the shipped one) was
+last feature map's activation energy for a model without MIAM, as the card's
+``heatmap_method`` says) was
 computed on the image resized to the model's square input, so stretching it back
 to the image's width and height puts every value over the pixels it saw. The
 stretching, min-max scaling and colouring are ``model_zoo.heatmap``'s, the same
@@ -27,11 +28,8 @@ __all__ = ["encode_png", "render_heatmap"]
 def encode_png(pixels: np.ndarray) -> bytes:
     """An H x W (gray) or H x W x 3 (RGB) uint8 array as a PNG file: every row Sub-filtered, zlib level 1.
 
-    Pillow writes the same format but chooses a filter per row by trying all five, which on the
-    2-core VM made a 200 x 200 heatmap cost 0.58 ms (its fastest setting) against 0.14 ms here,
-    in a service that has about a millisecond per request for everything besides the model. A
-    smooth map needs no search: the Sub filter (each byte minus its left neighbour's) leaves
-    small numbers that zlib's fastest level packs smaller than Pillow's choice (10.6 against 12.7 KB).
+    A smooth map needs no per-row filter search (Pillow tries all five): the Sub filter leaves small
+    numbers that zlib's fastest level packs well, at a fraction of the CPU (reports/service-overhead.md).
     """
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
@@ -57,11 +55,17 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = _chunk(b"IEND", b"")
 
 
-def render_heatmap(attention: np.ndarray, image: np.ndarray, kind: str) -> Heatmap | None:
-    """The ``Heatmap`` of one H x W uint8 ``image``; ``kind`` "gray", "overlay" or "none" (-> ``None``)."""
+def render_heatmap(
+    attention: np.ndarray, image: np.ndarray, kind: str, method: str = "model_attention"
+) -> Heatmap | None:
+    """The ``Heatmap`` of one H x W uint8 ``image``; ``kind`` "gray", "overlay" or "none" (-> ``None``).
+
+    ``method`` names how the model computed the map (the checkpoint card's ``heatmap_method``).
+    """
     if kind == "none":
         return None
     height, width = image.shape
     heat = upsample_attention(attention, height, width)  # [0, 1]; a flat map is all 0
     pixels = overlay(image, heat) if kind == "overlay" else np.rint(heat * 255.0).astype(np.uint8)
-    return Heatmap(kind=kind, width=width, height=height, data=base64.b64encode(encode_png(pixels)).decode("ascii"))
+    data = base64.b64encode(encode_png(pixels)).decode("ascii")
+    return Heatmap(kind=kind, method=method, width=width, height=height, data=data)

@@ -1,7 +1,7 @@
 """The steps from bytes to answer: decode -> stack -> predict -> unbatch -> encode.
 
-``decode_*`` turn a request's bytes into an H x W uint8 gray image (the model
-zoo's ``decode_gray``, or a raw frame); ``Engine.prepare`` applies the one
+``service.intake.decode`` and ``decode_frame`` turn a request's bytes into an H x W
+uint8 gray image (a file, or a raw frame); ``Engine.prepare`` applies the one
 preprocessing (``Preprocess.from_card``); ``Engine.predict`` stacks prepared
 images, runs ``forward_with_attention`` once and unbatches the softmax scores
 and attention maps; ``top_k`` and ``service.heatmap`` encode one result.
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,27 +26,15 @@ from torch import nn
 from model_zoo.checkpoint import ModelCard, load_checkpoint
 from model_zoo.device import inference_dtype, resolve_device
 from model_zoo.models.base import LogitsAndAttention
-from model_zoo.preprocess import ImageDecodeError, ImageTooLargeError, Preprocess, decode_gray
+from model_zoo.preprocess import ImageTooLargeError, Preprocess
 from service.errors import BadImage
 
-__all__ = ["Engine", "Prediction", "decode_frame", "decode_image", "plan_workers", "top_k"]
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+__all__ = ["Engine", "Prediction", "decode_frame", "plan_workers", "top_k"]
 
 log = logging.getLogger("service")
-_BYTESIO = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
-# The formats the API documents; Pillow's other decoders (GIF, WEBP, EPS via Ghostscript, PSD...) never see an upload.
-# (A camera's multi-picture JPEG is opened by the JPEG decoder too, as Pillow's MPO.)
-IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF")
-
-
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """A JPEG, PNG, BMP or TIFF file (any mode) -> H x W uint8 gray, converted the training data's way."""
-    if not data:
-        msg = "the request has no image: send the image file as the body or as the multipart field 'file'"
-        raise BadImage(msg)
-    try:
-        return decode_gray(data, max_pixels, IMAGE_FORMATS)
-    except ImageDecodeError as exc:  # PIL names its in-memory file: "<_io.BytesIO object at 0x...>"
-        raise BadImage(_BYTESIO.sub("the upload", str(exc))) from exc
 
 
 def decode_frame(data: bytes, width: int, height: int, max_pixels: int) -> np.ndarray:
@@ -103,6 +91,9 @@ class Engine:
         self.model = model.to(device=device, dtype=self.dtype).eval()
         self.card = card
         self.preprocess = Preprocess.from_card(card)
+        # Cards written before these fields existed: plain softmax, and a heatmap named for what it is.
+        self.temperature = float(getattr(card, "temperature", 1.0))
+        self.heatmap_method = str(getattr(card, "heatmap_method", "model_attention"))
         self.graph = _freeze(self.model, self.example_input(2)) if graph and device.type == "cpu" else None
 
     @classmethod
@@ -130,6 +121,11 @@ class Engine:
         )  # fmt: skip
         return engine
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        """``load`` with the service settings' checkpoint, device, threads, workers and graph choice."""
+        return cls.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph)
+
     @property
     def labels(self) -> list[str]:
         return self.card.labels
@@ -147,7 +143,7 @@ class Engine:
             else:
                 out = self.model.forward_with_attention(x)
                 logits, attention = out.logits, out.attention
-            scores = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            scores = torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
             maps = attention.float()[:, 0].cpu().numpy()
         return [Prediction(s, a) for s, a in zip(scores, maps, strict=True)]
 
@@ -169,10 +165,8 @@ class Engine:
 def _freeze(model: nn.Module, example: list[torch.Tensor]) -> torch.jit.ScriptModule | None:
     """The model as a frozen TorchScript graph returning (logits, attention); None if it cannot be traced.
 
-    An eager forward pass runs each of the model's ~150 small layers from Python, holding the GIL
-    between them, so on a CPU the model workers and the request threads take turns on it. The graph
-    runs in C++ from end to end: on the 2-core development VM the service answered ~110 requests/s
-    with it against ~60 eager (``reports/service-bench.md``), with the same answers.
+    The graph runs in C++ from end to end, so the model threads do not take turns on the GIL with the
+    request threads between the model's small layers, as an eager forward pass does.
     """
     try:
         with torch.no_grad(), warnings.catch_warnings():

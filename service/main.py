@@ -42,13 +42,11 @@ When API keys are set, `/classify*` and `/model` need `Authorization: Bearer <ke
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = await run_in_threadpool(
-        Engine.load, settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph
-    )
+    engine = await run_in_threadpool(Engine.from_settings, settings)
     runtime = Runtime(engine, settings, app.state.metrics)
     runtime.batcher.start()
     app.state.runtime = runtime
-    preparing = asyncio.create_task(runtime.prepare(), name="ilcs-warmup")
+    preparing = asyncio.create_task(runtime.start_up(), name="ilcs-warmup")
     try:
         yield
     finally:
@@ -62,12 +60,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service app; ``settings`` default to ``get_settings()`` (the environment)."""
     settings = settings or get_settings()
-    app = FastAPI(title="ILCS steel-surface inspection", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="ILCS steel-surface inspection",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,  # Starlette's redirect is built from the client's Host header: a 404 instead
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.api_keys = tuple(k.encode() for k in settings.all_api_keys())
     app.state.runtime = None
-    app.add_middleware(ServiceMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.request_timeout_s,
+    )
     install_error_handlers(app)
     install_openapi(app)
     for router in (classify.router, model.router, health.router, metrics.router):

@@ -1,26 +1,16 @@
-"""One request's images through the service, in two halves and one hand-off.
+"""One request's images through the service: inspected on the event loop, decoded and classified in a model thread.
 
-On the event loop (``classify_uploads``): each image is queued as a ``Job`` with
-the heatmap it asked for, and the request waits for its answers, bounded by its
-deadline (504) and ended early, cancelling the queued jobs so the batcher skips
-them, when the client disconnects (status 499). Then the answers become
-``ClassifyResult``s, which costs microseconds.
+On the event loop (``classify_uploads``): each upload's header is inspected
+(``service.intake.inspect``), the request's admission ticket grows to what its
+images cost, and each good image is queued as a ``Job``; the request waits for
+the answers, bounded by its deadline (504) and ended early, cancelling its queued
+jobs, when the client disconnects (499).
 
-In a model thread (``BatchProcessor``, the batcher's batch function): for the whole
-batch, decode and prepare every image, run the model once on those that decoded,
-and render each heatmap. An image that fails to decode gets its own error (400,
-413) and is left out of the model's batch, so it never reaches the model and never
-disturbs the images beside it. A model failure fails only the images that were in
-the model's batch (500), and is counted.
-
-Why in the model thread: every hand-off between the event loop and a thread costs
-CPU on both sides (waking a thread, the GIL passing, the loop's wake-up), and on
-the 2-core machine that CPU is the model's. Decoding and encoding in worker
-threads of their own cost two more hand-offs per request than this one per batch.
-Around a near-null model the request path went from 4.45 to 3.46 ms of CPU per
-request with this, uvloop and ``service.heatmap.encode_png`` together
-(``python -m benchmarks.overhead``, ``reports/service-overhead.md``). None of it
-runs on the event loop.
+In a model thread (``BatchProcessor``, the batcher's batch function): decode and
+prepare every image of the batch, run the model once on those that decoded, render
+each heatmap. An image that fails to decode gets its own error and never reaches the
+model; a model failure fails only the images in the model's batch. Both halves meet
+in one hand-off per batch, so the event loop never decodes or encodes a pixel.
 """
 
 from __future__ import annotations
@@ -28,23 +18,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import Request
 
+from service.admission import Ticket, image_units
 from service.batcher import Batched
-from service.errors import ClientDisconnected, DeadlineExceeded, InferenceFailed
+from service.errors import ClientDisconnected, DeadlineExceeded, InferenceFailed, PayloadTooLarge
 from service.heatmap import render_heatmap
-from service.inference import Engine, Prediction, decode_frame, decode_image, top_k
+from service.inference import Engine, Prediction, decode_frame, top_k
+from service.intake import Header, ImageLimits, decode, inspect, reduce_gray
 from service.metrics import Metrics
 from service.schemas import ClassifyResult, Heatmap, Timing, TopK
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
-__all__ = ["Answer", "BatchProcessor", "Job", "Upload", "classify_uploads"]
+__all__ = ["Answer", "BatchProcessor", "Job", "Upload", "classify_uploads", "inspect_upload"]
 
 log = logging.getLogger("service")
 
@@ -61,10 +54,12 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """What the batcher queues for one image: the upload and the heatmap wanted ("gray", "overlay", "none")."""
+    """What the batcher queues for one image: the upload, its inspected header and the heatmap wanted."""
 
     upload: Upload
-    heatmap: str
+    header: Header
+    heatmap: str  # "gray", "overlay" or "none"
+    deadline: float = float("inf")  # time.perf_counter() after which nobody waits for the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +71,57 @@ class Answer:
     width: int
     height: int
     model_s: float  # the batched model call this image was part of
+    uniform: bool = False  # the image is near-uniform: nothing on it to classify
+
+
+def inspect_upload(upload: Upload, limits: ImageLimits) -> Header:
+    """The header of an upload (a raw frame's is its query's width and height), checked against ``limits``."""
+    if upload.width is not None and upload.height is not None:
+        limits.check(upload.width, upload.height)
+        return Header("RAW", upload.width, upload.height)
+    return inspect(upload.data, limits)
 
 
 class BatchProcessor:
-    """The batcher's batch function: jobs -> one ``Answer`` or exception per job, in order (a model thread)."""
+    """The batcher's batch function: jobs -> one ``Answer`` or exception per job, in order (a model thread).
 
-    def __init__(self, engine: Engine, max_pixels: int, metrics: Metrics) -> None:
+    Args:
+        engine: The model.
+        metrics: Where batch sizes, model time and model failures are recorded.
+        uniform_std: Gray-level standard deviation below which an image is flagged as uniform.
+        observe: Told ``(image units, seconds)`` of each batch's work in the model thread (admission).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        uniform_std: float = 0.0,
+        observe: Callable[[float, float], None] | None = None,
+    ) -> None:
         self.engine = engine
-        self.max_pixels = max_pixels
         self.metrics = metrics
+        self.uniform_std = uniform_std
+        self.observe = observe
+        self.reduce_to = engine.card.input_size
 
     def __call__(self, jobs: list[Job]) -> list[Answer | Exception]:
+        began = time.perf_counter()
+        try:
+            return self._process(jobs)
+        finally:
+            if self.observe is not None:
+                self.observe(sum(image_units(job.header.pixels) for job in jobs), time.perf_counter() - began)
+
+    def _process(self, jobs: list[Job]) -> list[Answer | Exception]:
         results: list[Answer | Exception | None] = []  # None: decoded, waiting for the model
         images, inputs = [], []
         for job in jobs:
             try:
-                image = self._decode(job.upload)
-                inputs.append(self.engine.prepare(image))
+                if time.perf_counter() > job.deadline:  # a big batch ahead of it used its time
+                    raise DeadlineExceeded("no answer within the request deadline (ILCS_REQUEST_TIMEOUT_S); retry")
+                image = self._decode(job)
+                inputs.append(self.engine.preprocess(image[0]))
                 images.append(image)
                 results.append(None)
             except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
@@ -116,37 +145,64 @@ class BatchProcessor:
         self.metrics.inference.observe(model_s)
         done = iter(zip(images, predictions, strict=True))
         return [
-            self._answer(*next(done), job.heatmap, model_s) if r is None else r
-            for r, job in zip(results, jobs, strict=True)
+            self._answer(*next(done), job, model_s) if r is None else r for r, job in zip(results, jobs, strict=True)
         ]
 
-    def _decode(self, upload: Upload) -> np.ndarray:
+    def _decode(self, job: Job) -> tuple[np.ndarray, int, int]:
+        upload = job.upload
         if upload.width is not None and upload.height is not None:
-            return decode_frame(upload.data, upload.width, upload.height, self.max_pixels)
-        return decode_image(upload.data, self.max_pixels)
+            frame = decode_frame(upload.data, upload.width, upload.height, job.header.pixels)
+            return reduce_gray(frame, self.reduce_to), upload.width, upload.height
+        return decode(upload.data, job.header, self.reduce_to)
 
-    @staticmethod
-    def _answer(image: np.ndarray, pred: Prediction, heatmap: str, model_s: float) -> Answer | Exception:
-        height, width = image.shape
+    def _answer(
+        self, decoded: tuple[np.ndarray, int, int], pred: Prediction, job: Job, model_s: float
+    ) -> Answer | Exception:
+        image, width, height = decoded
+        uniform = float(image.std()) < self.uniform_std
         try:
-            return Answer(pred, render_heatmap(pred.attention, image, heatmap), width, height, model_s)
+            heatmap = render_heatmap(pred.attention, image, job.heatmap, self.engine.heatmap_method)
         except Exception as exc:  # noqa: BLE001 - this image alone: its neighbours have their answers
             log.exception("could not render the heatmap of a %d x %d image", width, height)
             return InferenceFailed(f"could not render the heatmap ({exc}); retry, or ask for ?heatmap=none")
+        return Answer(pred, heatmap, width, height, model_s, uniform)
 
 
 async def classify_uploads(
-    runtime: Runtime, request: Request, uploads: list[Upload], heatmap: str, request_id: str
+    runtime: Runtime, request: Request, uploads: list[Upload], heatmap: str, request_id: str, ticket: Ticket
 ) -> list[ClassifyResult | Exception]:
-    """One result per upload, in order; an image that failed gets its exception instead."""
+    """One result per upload, in order; an image that failed gets its exception instead.
+
+    The uploads are inspected here, on the event loop: a bad one fails alone before anything is queued,
+    and ``ticket`` grows to the work of the good ones (``QueueFull`` if the service cannot take it).
+    """
+    settings = runtime.settings
     start = getattr(request.state, "start", time.perf_counter())
-    deadline = start + runtime.settings.request_timeout_s
-    futures = runtime.batcher.submit([Job(up, heatmap) for up in uploads], deadline)
-    outcomes = await _wait(futures, deadline, request)
+    deadline = start + settings.request_timeout_s
+    headers: list[Header | Exception] = []
+    for upload in uploads:
+        try:
+            headers.append(inspect_upload(upload, runtime.limits))
+        except Exception as exc:  # noqa: BLE001 - this image alone is refused; errors.problem_for names it
+            headers.append(exc)
+    good = [(up, h) for up, h in zip(uploads, headers, strict=True) if isinstance(h, Header)]
+    pixels = sum(h.pixels for _, h in good)
+    if pixels > settings.max_request_pixels:
+        msg = (
+            f"the request's images hold {pixels} pixels together, more than the limit of "
+            f"{settings.max_request_pixels} (ILCS_MAX_REQUEST_PIXELS); split the request"
+        )
+        raise PayloadTooLarge(msg)
+    ticket.grow(sum(image_units(h.pixels) for _, h in good))
+    futures = iter(runtime.batcher.submit([Job(up, h, heatmap, deadline) for up, h in good], deadline))
+    queued = [h if isinstance(h, Exception) else next(futures) for h in headers]
+    outcomes = await _wait([q for q in queued if not isinstance(q, Exception)], deadline, request)
+    answered = iter(outcomes)
+    merged = [q if isinstance(q, Exception) else next(answered) for q in queued]
     ids = [request_id] if len(uploads) == 1 else [f"{request_id}/{i}" for i in range(len(uploads))]
     return [
         outcome if isinstance(outcome, Exception) else _result(runtime, outcome, rid, start)
-        for outcome, rid in zip(outcomes, ids, strict=True)
+        for outcome, rid in zip(merged, ids, strict=True)
     ]
 
 
@@ -197,7 +253,7 @@ def _result(runtime: Runtime, batched: Batched[Answer], request_id: str, start: 
         label=label,
         index=index,
         confidence=confidence,
-        low_confidence=confidence < threshold,
+        low_confidence=confidence < threshold or answer.uniform,
         top5=[TopK(label=lab, score=score) for _, lab, score in top],
         heatmap=answer.heatmap,
         width=answer.width,

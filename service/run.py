@@ -30,6 +30,7 @@ from fastapi import FastAPI
 
 from model_zoo.checkpoint import load_checkpoint
 from service.main import create_app
+from service.protocol import guarded_h11
 from service.settings import Settings, get_settings
 
 __all__ = ["DrainingServer", "RedactQuery", "build_server", "serve"]
@@ -60,7 +61,8 @@ def build_server(app: FastAPI, settings: Settings, host: str | None = None, port
         workers=1,
         # h11, not httptools: h11 refuses oversized headers (uvicorn's httptools has no limit: a 1 MB header
         # reached the app) and malformed request lines; httptools saved <0.1 ms of CPU per request here.
-        http="h11",
+        http=guarded_h11(settings.header_timeout_s),  # uvicorn's h11, with a deadline on each request head
+        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         loop="auto",  # uvloop where installed (a dependency on Linux): a cheaper event loop
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
     )

@@ -1,7 +1,8 @@
 """What a running app holds: the engine, the batcher, the metrics, and whether it is ready.
 
 Created by the lifespan in ``main.py`` and kept on ``app.state.runtime``. Ready
-means: model loaded, calibrated if asked, every batch size run once (warm-up).
+means: model loaded, calibrated if asked (the batcher is then built with the
+calibrated batch size and delay), every batch size run once (warm-up).
 Until then ``/readyz`` and ``/classify*`` answer 503 with ``Retry-After``, and
 again from the moment a graceful shutdown begins (``stop_admitting``).
 """
@@ -18,6 +19,7 @@ from service.admission import Admission
 from service.batcher import MicroBatcher
 from service.errors import NotReady
 from service.inference import Engine
+from service.intake import ImageLimits
 from service.metrics import Metrics
 from service.pipeline import Answer, BatchProcessor
 from service.schemas import CalibrationRow, ModelInfo, ModelRef, ServingInfo
@@ -29,21 +31,16 @@ log = logging.getLogger("service")
 
 
 class Runtime:
+    """The engine, batcher, admission control and metrics of one running app, and whether it is ready."""
+
     def __init__(self, engine: Engine, settings: Settings, metrics: Metrics) -> None:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
-        self.batcher: MicroBatcher[Answer] = MicroBatcher(
-            BatchProcessor(engine, settings.max_pixels, metrics),
-            max_batch_size=settings.max_batch_size,
-            max_delay_s=settings.max_delay_ms / 1e3,
-            queue_size=settings.queue_size,
-            metrics=metrics,
-            workers=engine.workers,
-        )
-        # A third of the deadline as the expected wait: the measured rate lags a machine that slows down, and
-        # at 2 x saturation with half of it the slowest answers came within 0.2 s of the deadline.
-        self.admission = Admission(max_wait_s=settings.request_timeout_s / 3)
+        self.limits = ImageLimits.from_settings(settings)
+        # A third of the deadline as the expected wait: the measured speed lags a machine that slows down.
+        self.admission = Admission(max_wait_s=settings.request_timeout_s / 3, workers=engine.workers)
+        self.batcher = self._batcher(calibration.Plan(settings.max_batch_size, settings.max_delay_ms))
         self.calibration: list[CalibrationRow] | None = None
         self.ready = False
         self.stopping = False
@@ -52,8 +49,19 @@ class Runtime:
         self.model_ref = ModelRef(name=card.name, version=card.version, sha256=card.weights_sha256)
         metrics.set_model(card.name, card.version, card.weights_sha256, str(engine.device))
 
-    async def prepare(self) -> None:
-        """Calibrate (if asked) and warm up in the model thread, then turn ready."""
+    def _batcher(self, plan: calibration.Plan) -> MicroBatcher[Answer]:
+        processor = BatchProcessor(self.engine, self.metrics, self.settings.uniform_std, self.admission.observe)
+        return MicroBatcher(
+            processor,
+            max_batch_size=plan.batch_size,
+            max_delay_s=plan.delay_ms / 1e3,
+            queue_size=self.settings.queue_size,
+            metrics=self.metrics,
+            workers=self.engine.workers,
+        )
+
+    async def start_up(self) -> None:
+        """Calibrate (if asked) and warm up in the model threads, then turn ready."""
         try:
             if self.settings.calibrate:
                 await self._calibrate()
@@ -74,11 +82,14 @@ class Runtime:
         sizes = tuple(s for s in calibration.DEFAULT_SIZES if s <= self.settings.max_batch_size)
         seconds = self.settings.calibration_seconds
         rows = await self.batcher.run_in_model_thread(calibration.measure, self.engine, sizes, seconds)
-        size, delay_ms = calibration.choose(rows)
+        plan = calibration.choose(rows)
         self.calibration = rows
-        self.batcher.max_batch_size, self.batcher.max_delay_s = size, delay_ms / 1e3
-        log.info("calibration on %s:\n%s", self.engine.device, calibration.format_table(rows, size))
-        log.info("calibration chose batch size %d, delay %.1f ms", size, delay_ms)
+        # Before any request: the calibrated batcher replaces the configured one, which held nothing yet.
+        configured, self.batcher = self.batcher, self._batcher(plan)
+        await configured.stop()
+        self.batcher.start()
+        log.info("calibration on %s:\n%s", self.engine.device, calibration.format_table(rows, plan.batch_size))
+        log.info("calibration chose batch size %d, delay %.1f ms", plan.batch_size, plan.delay_ms)
 
     def stop_admitting(self) -> None:
         """Graceful shutdown begins: new requests and /readyz answer 503; the accepted ones carry on."""

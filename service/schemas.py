@@ -30,11 +30,16 @@ class TopK(BaseModel):
 
 
 class Heatmap(BaseModel):
-    """The model's attention map (MIAM's spatial map, or activation energy without MIAM) at the image's size."""
+    """Where the model looked, as a PNG at the image's size (reduced with the image for very large ones)."""
 
     encoding: Literal["png"] = "png"
     kind: Literal["gray", "overlay"] = Field(
         description="gray: 8-bit map, min-max normalised per image; overlay: coloured map blended over the image"
+    )
+    method: str = Field(
+        "model_attention",
+        description="how the map was computed, from the model card: miam_spatial is MIAM's spatial attention "
+        "map; activation_energy is the energy of the last feature map (a model without MIAM), not an attention",
     )
     width: int
     height: int
@@ -58,7 +63,10 @@ class ClassifyResult(BaseModel):
     label: str
     index: int = Field(description="index of the label in the model card's labels")
     confidence: float = Field(description="softmax probability of the label")
-    low_confidence: bool = Field(description="confidence is below the service's low-confidence threshold")
+    low_confidence: bool = Field(
+        description="confidence is below the service's low-confidence threshold, or the image is near-uniform "
+        "(nothing on it to classify, ILCS_UNIFORM_STD)"
+    )
     top5: list[TopK] = Field(description="the five best labels, best first (fewer if the model has fewer classes)")
     heatmap: Heatmap | None = Field(description="absent with ?heatmap=none")
     width: int = Field(description="width of the input image in pixels")

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
     max_pixels: int = Field(4096 * 4096, ge=1, description="largest image, in pixels (413 above; bomb guard)")
     max_batch_images: int = Field(64, ge=1, description="most images in one /classify/batch request")
+    max_request_pixels: int = Field(
+        64 * 1024 * 1024, ge=1, description="most pixels in all the images of one request together (413 above)"
+    )
+    max_side: int = Field(8192, ge=1, description="longest side of an image, in pixels (413 above)")
+    min_side: int = Field(32, ge=1, description="shortest side of an image: smaller shows no defect (422 below)")
+    max_aspect: float = Field(16.0, ge=1, description="longest side over shortest side of an image (422 above)")
+    uniform_std: float = Field(
+        2.0, ge=0, description="an image whose gray levels vary less than this (standard deviation) is answered "
+        "with low_confidence true: there is nothing on it to classify"
+    )
+    header_timeout_s: float = Field(10.0, gt=0, description="longest time to receive a request's head (then closed)")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="keys for /classify and /model")
     api_keys_file: Path | None = Field(None, description="file with one API key per line")

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from service.deps import ApiKey, ReadyRuntime, RequestId, SettingsDep
 from service.errors import PayloadTooLarge, UnprocessableRequest, UnsupportedMediaType, problem_for
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/classify", tags=["classify"], dependencies=[ApiKey])
 
 MULTIPART = "multipart/form-data"
 RAW_FRAME = "application/octet-stream"
+MAX_FIELDS = 16  # form fields besides the files a batch may carry (none is read)
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/tiff")
 IMAGE_ALIASES = {
     "image/jpg": "image/jpeg",
@@ -58,9 +60,10 @@ _MANY_IMAGES = {
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "undecodable or truncated image"},
     401: {"model": Problem, "description": "missing or wrong API key (when keys are set)"},
+    408: {"model": Problem, "description": "the body did not arrive within the request deadline"},
     413: {"model": Problem, "description": "body or image larger than the limits"},
     415: {"model": Problem, "description": "unsupported Content-Type"},
-    422: {"model": Problem, "description": "bad parameters"},
+    422: {"model": Problem, "description": "bad parameters, or an image too small or too thin to classify"},
     503: {"model": Problem, "description": "queue full or not ready; see Retry-After"},
     504: {"model": Problem, "description": "no answer within the request deadline"},
 }
@@ -89,11 +92,12 @@ async def classify(
     height: Annotated[int | None, Query(ge=1, le=1 << 16, description="raw frame height (octet-stream only)")] = None,
 ) -> ClassifyResult:
     runtime.batcher.ensure_room()  # a full queue refuses at once (503), before the body is read
-    with runtime.admission.admit():  # and so does a service that is behind
+    with runtime.admission.admit() as ticket:  # and so does a service that is behind
         upload = await _read_one(request, width, height)
-        (result,) = await classify_uploads(runtime, request, [upload], heatmap or settings.heatmap, request_id)
-        if isinstance(result, Exception):
-            raise result  # inside: only answers measure the service's speed
+        outcome = await classify_uploads(runtime, request, [upload], heatmap or settings.heatmap, request_id, ticket)
+    (result,) = outcome
+    if isinstance(result, Exception):
+        raise result
     return result
 
 
@@ -111,9 +115,9 @@ async def classify_batch(
     heatmap: HeatmapQuery = None,
 ) -> BatchResult:
     runtime.batcher.ensure_room()
-    with runtime.admission.admit():
+    with runtime.admission.admit() as ticket:
         uploads = await _read_many(request, settings.max_batch_images)
-        results = await classify_uploads(runtime, request, uploads, heatmap or settings.heatmap, request_id)
+        results = await classify_uploads(runtime, request, uploads, heatmap or settings.heatmap, request_id, ticket)
     items = []
     for i, (upload, result) in enumerate(zip(uploads, results, strict=True)):
         if isinstance(result, Exception):
@@ -144,7 +148,7 @@ async def _read_one(request: Request, width: int | None, height: int | None) -> 
     _refuse_encoded(request)
     media = _media_type(request)
     if media == MULTIPART:
-        async with request.form(max_files=1) as form:
+        async with request.form(max_files=1, max_fields=MAX_FIELDS) as form:
             file = form.get("file")
             if not isinstance(file, UploadFile):
                 msg = "the multipart request has no file field named 'file'; send the image as -F file=@image.png"
@@ -169,11 +173,17 @@ async def _read_many(request: Request, max_images: int) -> list[Upload]:
     if media != MULTIPART:
         msg = f"Content-Type {media or '(none)'!r} is not accepted here; send {MULTIPART} with one part per image"
         raise UnsupportedMediaType(msg)
-    async with request.form(max_files=float("inf")) as form:
+    try:  # the limits hold while the body is parsed: the part after the last allowed one stops it
+        form = await request.form(max_files=max_images, max_fields=MAX_FIELDS)
+    except HTTPException as exc:
+        if "Too many" not in str(exc.detail):
+            raise
+        msg = f"more than {max_images} images in one request ({exc.detail}); split the request"
+        raise PayloadTooLarge(msg) from exc
+    try:
         files = [f for _, f in form.multi_items() if isinstance(f, UploadFile)]
         if not files:
             raise UnprocessableRequest("the multipart request has no files; send -F files=@a.png -F files=@b.png")
-        if len(files) > max_images:
-            msg = f"{len(files)} images in one request, more than the limit of {max_images}; split the request"
-            raise PayloadTooLarge(msg)
         return [Upload(await f.read(), f.filename) for f in files]
+    finally:
+        await form.close()

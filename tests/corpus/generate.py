@@ -103,6 +103,7 @@ def corpus() -> list[Case]:
     gray = picture()
     cases = [
         *_truncated(gray),
+        *_cut_with_and_without_trailer(gray),
         *_empty_and_wrong_magic(gray),
         *_other_formats(gray),
         *_bombs(),
@@ -154,6 +155,68 @@ def _truncated(gray: np.ndarray) -> list[Case]:
                 Case(f"truncated {name} at {cut} of {n}", body(data[:cut], media), Expect.EITHER, body(data, media))
             )
     return cases
+
+
+def _cut_with_and_without_trailer(gray: np.ndarray) -> list[Case]:
+    """JPEG, PNG and TIFF cut inside their pixel data, at 12 points, bare or closed with their end marker.
+
+    A JPEG whose scan is cut and then closed with EOI decodes without an error in Pillow (libjpeg
+    fills the missing blocks and only warns); the service refuses every one of them.
+    """
+    big = picture(120, 160, seed=3)  # several strips and IDAT bytes to cut into
+    cases = []
+    jpeg = encode(big, "JPEG", quality=90)
+    scan = jpeg.index(b"\xff\xda")
+    scan += 2 + int.from_bytes(jpeg[scan + 2 : scan + 4], "big")
+    png = encode(big)
+    idat = png.index(b"IDAT") + 4
+    tiff = encode(big, "TIFF")
+    tiff_deflate = encode(big, "TIFF", compression="tiff_adobe_deflate")
+    end_of_png = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    files = {
+        "jpeg": (jpeg, scan, len(jpeg) - 2, JPEG, b"\xff\xd9"),
+        "progressive jpeg": (
+            progressive := encode(big, "JPEG", quality=90, progressive=True),
+            progressive.index(b"\xff\xda") + 12,
+            len(progressive) - 2,
+            JPEG,
+            b"\xff\xd9",
+        ),
+        "png": (png, idat, len(png) - 12, PNG, end_of_png),
+        "tiff": (tiff, 8 + 4, len(tiff), TIFF, None),
+        "tiff-deflate": (tiff_deflate, 8 + 4, len(tiff_deflate), TIFF, None),
+    }
+    for name, (data, start, end, media, trailer) in files.items():
+        if name.startswith("tiff"):  # Pillow writes the IFD after the strips: cut into the strips only
+            offsets = [int(v) for v in np.linspace(0.1, 0.9, 12) * _tiff_strips_end(data)]
+            offsets = [o for o in offsets if o > 8]
+        else:
+            offsets = [int(start + f * (end - start)) for f in np.linspace(0.05, 0.95, 12)]
+        for cut in offsets:
+            cases.append(Case(f"{name} cut at {cut} of {len(data)}", body(data[:cut], media), Expect.REFUSE))
+            if trailer is not None:
+                closed = data[:cut] + trailer
+                cases.append(Case(f"{name} cut at {cut} then closed", body(closed, media), Expect.REFUSE))
+            else:  # the directory kept, the strips short: the file cut in its middle
+                kept = _tiff_with_short_strips(data, cut)
+                if kept is not None:
+                    cases.append(Case(f"{name} strips cut at {cut}, directory kept", body(kept, media), Expect.REFUSE))
+    return cases
+
+
+def _tiff_strips_end(data: bytes) -> int:
+    """Where a Pillow-written TIFF's directory starts (its strips come before it)."""
+    return int.from_bytes(data[4:8], "little")
+
+
+def _tiff_with_short_strips(data: bytes, cut: int) -> bytes | None:
+    """The TIFF with the bytes from ``cut`` to its directory removed and the directory offset moved."""
+    ifd = _tiff_strips_end(data)
+    if not 8 < cut < ifd:
+        return None
+    head = bytearray(data[:cut])
+    head[4:8] = len(head).to_bytes(4, "little")
+    return bytes(head) + data[ifd:]  # offsets inside the directory still point past the end: short strips
 
 
 # ---- nothing, or not what it says it is ---------------------------------------------------------
@@ -299,12 +362,18 @@ def _bombs() -> list[Case]:
 
 
 def _shapes() -> list[Case]:
+    """Sides from one pixel to the limits: too small or too thin to show a defect is refused (422)."""
     answer = Expect.ANSWER
     cases = []
-    for height, width in ((1, 1), (1, 2), (2, 1), (1, 100_000), (100_000, 1), (3, 7), (1000, 1000)):
+    for height, width in ((1, 1), (1, 2), (2, 1), (1, 100_000), (100_000, 1), (3, 7), (31, 200), (32, 513)):
         pixels = picture(height, width, seed=height + width) if height * width > 1 else np.full((1, 1), 77, np.uint8)
-        # A raw frame's sides stop at 65536 (the query's limit): a TIFF is the plain form of the widest.
-        twin = frame(pixels) if max(height, width) <= 65_536 else body(encode(pixels, "TIFF"), TIFF)
+        cases.append(Case(f"png {width}x{height}", body(encode(pixels), PNG), Expect.REFUSE))
+        cases.append(Case(f"bmp {width}x{height}", body(encode(pixels, "BMP"), BMP), Expect.REFUSE))
+        if max(height, width) <= 65_536:  # a raw frame's sides stop at 65536 (the query's limit)
+            cases.append(Case(f"raw frame {width}x{height}", frame(pixels), Expect.REFUSE))
+    for height, width in ((32, 32), (32, 512), (512, 32), (1000, 1000)):
+        pixels = picture(height, width, seed=height + width)
+        twin = frame(pixels)
         cases.append(Case(f"png {width}x{height}", body(encode(pixels), PNG), answer, twin))
         cases.append(Case(f"bmp {width}x{height}", body(encode(pixels, "BMP"), BMP), answer, twin))
     for value in (0, 255):

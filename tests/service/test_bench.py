@@ -1,13 +1,17 @@
-"""`ilcs bench`: the calibration's pick, and which benchmark each flag runs."""
+"""`ilcs bench`: the calibration's pick, and which benchmark each flag runs (the service never imports benchmarks)."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from service import bench, calibration
+import ilcs_cli
+from service import calibration
 from service.schemas import CalibrationRow
 
 
@@ -18,6 +22,7 @@ def rows(*pairs: tuple[int, float]) -> list[CalibrationRow]:
 def test_calibration_picks_the_smallest_batch_near_the_best_throughput():
     table = rows((1, 50.0), (2, 80.0), (4, 96.0), (8, 100.0), (16, 90.0))
     size, delay_ms = calibration.choose(table)
+    assert calibration.choose(table) == calibration.Plan(batch_size=4, delay_ms=10.0)
     assert size == 4, "96 images/s is within 5% of the best (100): the smaller batch answers sooner"
     assert delay_ms == 10.0, "half a one-image call (20 ms / 2)"
 
@@ -48,18 +53,32 @@ def args(**flags) -> argparse.Namespace:
 
 def test_bench_without_a_flag_says_what_to_choose():
     with pytest.raises(ValueError, match="--calibrate, --load or --models"):
-        bench.bench_cli(args())
+        ilcs_cli._bench(args())
 
 
 @pytest.mark.parametrize("flag", ["load", "models"])
 def test_bench_hands_load_and_models_to_their_benchmark_modules(monkeypatch, flag):
     called = []
-    modules = {name: SimpleNamespace(main=lambda a, name=name: called.append((name, a))) for name in ("load", "models")}
-    monkeypatch.setattr(bench, "_benchmark", modules.__getitem__)
+    for name in ("load", "models"):
+        fake = SimpleNamespace(main=lambda a, name=name: called.append((name, a)))
+        monkeypatch.setitem(sys.modules, f"benchmarks.{name}", fake)
     given = args(**{flag: True})
-    bench.bench_cli(given)
+    ilcs_cli._bench(given)
     assert called == [(flag, given)]
 
 
 def test_the_benchmark_modules_are_found_from_the_source_tree():
-    assert callable(bench._benchmark("load").main)
+    from benchmarks import load
+
+    assert callable(load.main)
+
+
+def test_the_service_package_never_imports_the_benchmarks():
+    service = Path(calibration.__file__).parent
+    for path in service.rglob("*.py"):
+        source = path.read_text()
+        assert "import_module" not in source, f"{path} loads modules by name"
+        for node in ast.walk(ast.parse(source)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] in ("benchmarks", "training") for n in names), f"{path} imports {names}"

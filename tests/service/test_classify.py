@@ -67,12 +67,20 @@ def test_other_image_modes_are_converted_too(svc, gray, images, mode, fmt, media
     assert (response.json()["width"], response.json()["height"]) == (80, 48)
 
 
-def test_extreme_aspect_ratios_are_fine(svc):
-    for width, height in ((5000, 1), (1, 3000)):
+def test_thin_images_up_to_the_aspect_limit_are_fine_and_thinner_ones_refused(svc):
+    for width, height in ((512, 32), (32, 512), (100, 40)):  # ILCS_MAX_ASPECT is 16
         frame = bytes(range(256)) * (width * height // 256) + bytes(width * height % 256)
         response = svc.classify(frame, "application/octet-stream", params={"width": width, "height": height})
         assert response.status_code == 200, response.text
-        assert response.json()["heatmap"]["width"] == width
+        body = response.json()
+        assert (body["width"], body["height"]) == (width, height)
+        # A side of at least twice the model's input (64 here) is reduced by a whole factor before the model.
+        assert body["heatmap"]["width"] == (width if width < 128 else width // (width // 64))
+    for width, height in ((5000, 1), (1, 3000), (600, 32)):
+        frame = bytes(width * height)
+        response = svc.classify(frame, "application/octet-stream", params={"width": width, "height": height})
+        assert response.status_code == 422, response.text
+        assert "ILCS_MIN_SIDE" in response.json()["detail"] or "ILCS_MAX_ASPECT" in response.json()["detail"]
 
 
 def test_media_type_aliases_and_parameters_are_understood(svc, gray, images):
@@ -127,10 +135,15 @@ def test_heatmap_overlay_is_a_colour_png_and_none_skips_it(svc, png):
     assert none["heatmap"] is None
 
 
-def test_heatmap_of_a_large_raw_frame_has_the_frame_size(svc):
+def test_heatmap_of_a_large_raw_frame_has_the_size_of_the_frame_reduced_for_the_model(svc):
     frame = np.random.default_rng(1).integers(0, 256, (300, 1000), dtype=np.uint8)
     body = svc.classify(frame.tobytes(), "application/octet-stream", params={"width": 1000, "height": 300}).json()
-    assert _png(body["heatmap"]).size == (1000, 300)
+    assert (body["width"], body["height"]) == (1000, 300)
+    # Sides of at least twice the model's input (64 here) are reduced by whole factors: 1000 / 15, 300 / 4.
+    assert _png(body["heatmap"]).size == (67, 75) == (body["heatmap"]["width"], body["heatmap"]["height"])
+    small = np.random.default_rng(1).integers(0, 256, (100, 120), dtype=np.uint8)
+    body = svc.classify(small.tobytes(), "application/octet-stream", params={"width": 120, "height": 100}).json()
+    assert _png(body["heatmap"]).size == (120, 100), "an image under twice the input keeps its size"
 
 
 def test_batch_answers_each_image_in_order_and_a_bad_one_alone(svc, forms, reference):

@@ -63,7 +63,8 @@ def test_requests_whose_deadline_passes_in_the_queue_never_reach_the_model_and_f
         assert svc.metric("ilcs_queue_dropped_total", reason="cancelled") == 4
         g.open()
         assert blocker.result().status_code == 504  # its deadline passed while its image was in the model
-        assert svc.classify(png).status_code == 200
+        after = svc.classify(png)
+        assert after.status_code == 200, after.text
         assert g.batches == [1, 1], "no timed-out image reached the model"
         until(lambda: svc.metric("ilcs_requests_in_flight") == 0, "every request answered")
         assert svc.metric("ilcs_queue_depth") == 0

@@ -10,9 +10,21 @@ import pytest
 from PIL import Image
 
 from service.errors import BadImage, InferenceFailed
-from service.inference import Engine, decode_image
+from service.inference import Engine
+from service.intake import Header, ImageLimits, decode
 from service.metrics import Metrics
-from service.pipeline import Answer, BatchProcessor, Job, Upload
+from service.pipeline import Answer, BatchProcessor, Job, Upload, inspect_upload
+
+LIMITS = ImageLimits(max_pixels=1_000_000, max_side=4096, min_side=8, max_aspect=16)
+
+
+def job(upload: Upload, heatmap: str = "gray") -> Job:
+    """A job as ``classify_uploads`` queues it; an upload whose header is refused gets a header it claims."""
+    try:
+        header = inspect_upload(upload, LIMITS)
+    except Exception:  # noqa: BLE001 - the batch function must still refuse it when it decodes
+        header = Header("PNG", 80, 48)
+    return Job(upload, header, heatmap)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +34,7 @@ def engine(tiny_checkpoint) -> Engine:
 
 @pytest.fixture
 def processor(engine) -> BatchProcessor:
-    return BatchProcessor(engine, max_pixels=1_000_000, metrics=Metrics())
+    return BatchProcessor(engine, Metrics())
 
 
 def sample(metrics: Metrics, name: str) -> float:
@@ -31,9 +43,9 @@ def sample(metrics: Metrics, name: str) -> float:
 
 def test_every_job_gets_the_answer_it_would_get_alone(processor, engine, png, gray):
     frame = Upload(gray.tobytes(), width=gray.shape[1], height=gray.shape[0])
-    jobs = [Job(Upload(png), "gray"), Job(frame, "none"), Job(Upload(png), "overlay")]
+    jobs = [job(Upload(png), "gray"), job(frame, "none"), job(Upload(png), "overlay")]
     answers = processor(jobs)
-    alone = engine.predict([engine.prepare(decode_image(png, 1_000_000))])[0]
+    alone = engine.predict([engine.prepare(decode(png, inspect_upload(Upload(png), LIMITS), 64)[0])])[0]
     assert all(isinstance(a, Answer) for a in answers)
     for answer in answers:
         np.testing.assert_allclose(answer.prediction.scores, alone.scores, atol=1e-5)
@@ -46,7 +58,7 @@ def test_every_job_gets_the_answer_it_would_get_alone(processor, engine, png, gr
 
 def test_an_image_that_fails_to_decode_gets_its_error_and_stays_out_of_the_model(processor, engine, model_calls, png):
     sizes = model_calls(engine)
-    answers = processor([Job(Upload(png), "gray"), Job(Upload(png[:60]), "gray"), Job(Upload(png), "none")])
+    answers = processor([job(Upload(png), "gray"), job(Upload(png[:60]), "gray"), job(Upload(png), "none")])
     assert sizes == [2], "the model saw the two good images only"
     assert isinstance(answers[0], Answer) and isinstance(answers[2], Answer)
     assert isinstance(answers[1], BadImage) and "could not decode" in str(answers[1])
@@ -58,7 +70,7 @@ def test_an_image_that_fails_to_decode_gets_its_error_and_stays_out_of_the_model
 
 def test_a_batch_of_only_bad_images_never_calls_the_model(processor, engine, model_calls):
     calls = model_calls(engine)
-    answers = processor([Job(Upload(b""), "gray"), Job(Upload(b"not an image"), "gray")])
+    answers = processor([job(Upload(b""), "gray"), job(Upload(b"not an image"), "gray")])
     assert calls == []
     assert all(isinstance(a, BadImage) for a in answers)
     assert sample(processor.metrics, "ilcs_batch_size_count") == 0
@@ -71,7 +83,7 @@ def test_a_model_failure_fails_the_images_in_the_model_and_keeps_the_decoding_er
         raise RuntimeError("simulated kernel fault")
 
     monkeypatch.setattr(engine, "predict", broken)
-    answers = processor([Job(Upload(png), "gray"), Job(Upload(b"\x00" * 10), "gray"), Job(Upload(png), "gray")])
+    answers = processor([job(Upload(png), "gray"), job(Upload(b"\x00" * 10), "gray"), job(Upload(png), "gray")])
     assert isinstance(answers[1], BadImage)
     for failed in (answers[0], answers[2]):
         assert isinstance(failed, InferenceFailed)
@@ -84,12 +96,12 @@ def test_a_heatmap_that_cannot_be_rendered_fails_its_image_alone(processor, png,
 
     real = pipeline.render_heatmap
 
-    def fails_on_overlays(attention, image, kind):
+    def fails_on_overlays(attention, image, kind, method):
         if kind == "overlay":
             raise MemoryError("simulated")
-        return real(attention, image, kind)
+        return real(attention, image, kind, method)
 
     monkeypatch.setattr(pipeline, "render_heatmap", fails_on_overlays)
-    gray, overlay, none = processor([Job(Upload(png), "gray"), Job(Upload(png), "overlay"), Job(Upload(png), "none")])
+    gray, overlay, none = processor([job(Upload(png), "gray"), job(Upload(png), "overlay"), job(Upload(png), "none")])
     assert isinstance(gray, Answer) and isinstance(none, Answer)
     assert isinstance(overlay, InferenceFailed) and "heatmap=none" in str(overlay)
