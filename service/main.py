@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from service.access_log import AccessLog
 from service.errors import install_error_handlers
 from service.inference import Engine
 from service.metrics import Metrics
@@ -46,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Engine.load, settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph
     )
     runtime = Runtime(engine, settings, app.state.metrics)
+    app.state.metrics.declare_classes(engine.card.labels, engine.card.training.get("class_counts"))
     runtime.batcher.start()
     app.state.runtime = runtime
     preparing = asyncio.create_task(runtime.prepare(), name="ilcs-warmup")
@@ -62,11 +65,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service app; ``settings`` default to ``get_settings()`` (the environment)."""
     settings = settings or get_settings()
-    app = FastAPI(title="ILCS steel-surface inspection", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load Swagger UI and ReDoc from the package, not a CDN
+        title="ILCS steel-surface inspection",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the public schema validator
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.api_keys = tuple(k.encode() for k in settings.all_api_keys())
     app.state.runtime = None
+    app.add_middleware(AccessLog, enabled=settings.access_log, log_probes=settings.log_probes)  # inside the next
     app.add_middleware(ServiceMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     install_openapi(app)
