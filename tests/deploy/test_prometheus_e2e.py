@@ -396,7 +396,7 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
 
     # The alert rules ran: the untrained model's answers are mostly low-confidence, and that alert fired.
     low = instant_query(prometheus, "sum(ilcs_low_confidence_total) / sum(ilcs_predictions_total)")
-    firing = {a["labels"]["alertname"] for a in httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-              if a["state"] == "firing"}  # fmt: skip
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
     assert float(low[0]["value"][1]) > 0.2 and "ILCSLowConfidence" in firing, (low, firing)
     assert "ILCSInspectorDown" not in firing
