@@ -26,6 +26,7 @@ from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import install_openapi
 from service.routes import classify, health, metrics, model
+from service.routes.ui import install_ui
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     for router in (classify.router, model.router, health.router, metrics.router):
         app.include_router(router)
+    install_ui(app)  # the inspection page at /
     return app
 
 
