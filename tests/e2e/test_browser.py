@@ -32,7 +32,10 @@ def test_a_person_uploads_an_image_and_sees_label_top5_and_heatmap(live_server, 
     browser.find_element(By.ID, "file").send_keys(str(SAMPLE))
     label = wait_for(browser, "return document.getElementById('label').textContent")
     assert label in LABELS
-    drawn = "const h = document.getElementById('heatmap'); return h.complete && h.naturalWidth > 0 && [h.naturalWidth, h.naturalHeight];"
+    drawn = (
+        "const h = document.getElementById('heatmap');"
+        "return h.complete && h.naturalWidth > 0 && [h.naturalWidth, h.naturalHeight];"
+    )
     heatmap = wait_for(browser, drawn)
     assert heatmap == [200, 200], "the heatmap is drawn at the image's size"
     top5 = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#top5 li")]
