@@ -9,22 +9,19 @@ answer shown in the README has the keys a live answer has, and the model version
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.live_server import ilcs_serve
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-STARTUP_DEADLINE_S = 240
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (apt-get install curl)")
 
@@ -57,32 +54,9 @@ def test_the_readme_has_curl_examples_for_every_way_of_sending_an_image():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    """``ilcs serve`` as a reader starts it, on a free loopback port; yields ``127.0.0.1:<port>``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ilcs = shutil.which("ilcs", path=str(Path(sys.executable).parent))
-    assert ilcs, "install the project first (pip install -e .)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ILCS_")}
-    env.update(ILCS_HOST="127.0.0.1", ILCS_PORT=str(port), ILCS_THREADS="1")
-    log = tmp_path_factory.mktemp("readme") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([ilcs, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        try:
-            end = time.monotonic() + STARTUP_DEADLINE_S
-            while True:
-                assert proc.poll() is None, f"ilcs serve exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < end, f"not ready in {STARTUP_DEADLINE_S} s:\n{log.read_text()[-3000:]}"
-                time.sleep(0.5)
-            yield f"127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    """``ilcs serve`` as a reader starts it (its defaults), on a free loopback port; yields ``127.0.0.1:<port>``."""
+    with ilcs_serve(tmp_path_factory.mktemp("readme") / "serve.log", threads="1") as url:
+        yield url.removeprefix("http://")
 
 
 def run_example(command: str, address: str) -> str:

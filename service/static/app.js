@@ -48,7 +48,9 @@ async function loadCard() {
   field(list, "classes", card.labels.join(", "));
   field(list, "input", `${card.input_size} × ${card.input_size}, mean ${card.mean}, std ${card.std}`);
   for (const [name, value] of Object.entries(card.metrics || {})) {
-    field(list, name, typeof value === "number" && value <= 1 && name.includes("top") ? `${(100 * value).toFixed(2)} %` : value);
+    if (typeof value !== "number") field(list, name, value);
+    else if (name.includes("top")) field(list, name, `${(100 * value).toFixed(2)} %`);
+    else field(list, name, Number.isInteger(value) ? value : value.toPrecision(3));
   }
   field(list, "weights sha256", card.weights_sha256);
   field(list, "serving", `${s.workers} worker(s) × ${s.threads} thread(s), delay ${s.max_delay_ms} ms, queue ${s.queue_size}`);
@@ -71,8 +73,9 @@ async function loadLive() {
       samples.filter((s) => s.name === name && test(s.labels)).reduce((a, s) => a + s.value, 0);
     const list = $("live-fields");
     list.replaceChildren();
-    field(list, "classify requests", sum("ilcs_requests_total", (l) => l.includes('route="/classify'))); 
-    field(list, "errors (4xx/5xx)", sum("ilcs_requests_total", (l) => /status="[45]/.test(l)));
+    field(list, "classify requests", sum("ilcs_requests_total", (l) => l.includes('route="/classify')));
+    field(list, "classify errors (4xx/5xx)",
+      sum("ilcs_requests_total", (l) => l.includes('route="/classify') && /status="[45]/.test(l)));
     field(list, "low-confidence", sum("ilcs_low_confidence_total"));
     field(list, "queue now", sum("ilcs_queue_depth"));
     field(list, "in flight", sum("ilcs_requests_in_flight"));
@@ -123,7 +126,9 @@ async function classify(file) {
     top5.append(li);
   }
   const t = answer.timing_ms;
-  $("timing").textContent = `${answer.width} × ${answer.height} px; queue ${t.queue_ms} ms, model ${t.inference_ms} ms, total ${t.total_ms} ms`;
+  const ms = (x) => `${x.toFixed(1)} ms`;
+  $("timing").textContent =
+    `${answer.width} × ${answer.height} px; queue ${ms(t.queue_ms)}, model ${ms(t.inference_ms)}, total ${ms(t.total_ms)}`;
   loadLive();
 }
 

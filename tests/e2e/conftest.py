@@ -10,23 +10,17 @@ browser requested from its performance log and assert that none is another host'
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
+from tests.live_server import ilcs_serve
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-STARTUP_DEADLINE_S = 600
+CHROMIUM = "/usr/bin/chromium"  # Debian's packages
+CHROMEDRIVER = "/usr/bin/chromedriver"
 # The flags that run this Chromium headless on a server without a display, sandbox or network.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -35,39 +29,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--proxy-server=http://127.0.0.1:9"]  # fmt: skip  (loopback bypasses the proxy, as always in Chromium)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory) -> Iterator[str]:
     """``ilcs serve`` with the shipped checkpoint on a free loopback port; yields its base URL once ready."""
-    port = _free_port()
-    ilcs = shutil.which("ilcs", path=str(Path(sys.executable).parent))
-    assert ilcs, "install the project first (pip install -e .)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ILCS_")}
-    env.update(ILCS_HOST="127.0.0.1", ILCS_PORT=str(port), ILCS_THREADS="1", ILCS_MAX_BATCH_SIZE="4")
     log = tmp_path_factory.mktemp("browser") / "serve.log"
-    url = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([ilcs, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        try:
-            end = time.monotonic() + STARTUP_DEADLINE_S
-            while True:
-                assert proc.poll() is None, f"ilcs serve exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < end, f"not ready in {STARTUP_DEADLINE_S} s:\n{log.read_text()[-3000:]}"
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    with ilcs_serve(log, threads="1", max_batch_size="4") as url:
+        yield url
 
 
 @pytest.fixture
@@ -102,6 +69,7 @@ def requested_urls(driver) -> list[str]:
 
 
 def foreign(urls: list[str], base: str) -> list[str]:
-    """The URLs that would leave this host (data: and blob: URLs stay in the page)."""
+    """The network URLs for another host than ``base``'s (data:, blob: and the browser's own chrome:// stay inside)."""
     host = urlsplit(base).netloc
-    return [u for u in urls if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != host]
+    network = ("http", "https", "ws", "wss", "ftp")
+    return [u for u in urls if urlsplit(u).scheme in network and urlsplit(u).netloc != host]
