@@ -47,5 +47,9 @@ def ilcs_serve(log: Path, **settings: str) -> Iterator[str]:
                 time.sleep(0.5)
             yield url
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            proc.terminate()  # a graceful drain; a machine too busy to finish it gets SIGKILL
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)

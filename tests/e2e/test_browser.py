@@ -30,8 +30,13 @@ def test_a_person_uploads_an_image_and_sees_label_top5_and_heatmap(live_server, 
     browser.get(f"{live_server}/")
     wait_for(browser, "return document.getElementById('card-fields').children.length > 0")  # the model card
     browser.find_element(By.ID, "file").send_keys(str(SAMPLE))
-    label = wait_for(browser, "return document.getElementById('label').textContent")
-    assert label in LABELS
+    answered = (
+        "const s = document.getElementById('status');"
+        "return document.getElementById('label').textContent"
+        "  || (s.classList.contains('error') && 'error: ' + s.textContent);"
+    )
+    label = wait_for(browser, answered, timeout_s=180)
+    assert label in LABELS, label
     drawn = (
         "const h = document.getElementById('heatmap');"
         "return h.complete && h.naturalWidth > 0 && [h.naturalWidth, h.naturalHeight];"
