@@ -18,7 +18,7 @@ SCREENSHOT = ROOT / "reports" / "figures" / "inspection-page.png"
 LABELS = {"crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"}
 
 
-def wait_for(driver, script: str, timeout_s: float = 60):
+def wait_for(driver, script: str, timeout_s: float = 180):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(lambda d: d.execute_script(script))
