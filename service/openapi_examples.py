@@ -4,7 +4,8 @@ Applied once to the generated schema (``service.openapi``), adding only what is 
 so a route that declares its own response or example keeps it:
 
 * every response gets an example (by its schema: a ``ClassifyResult``, a ``Problem`` of its status...),
-  every request body and query parameter one too;
+  every query parameter one too, every request body a curl line per media type in its description
+  (a binary body has no JSON example; an example without a value breaks ReDoc);
 * every response declares ``X-Request-ID`` (the middleware sets it on each), every 503
   ``Retry-After``; every operation takes an optional ``X-Request-ID`` request header;
 * every operation documents the 500 it answers when something fails inside the service;
@@ -100,6 +101,7 @@ _BODY_EXAMPLES = {
     "application/octet-stream": "curl --data-binary @samples/scratches.raw -H 'Content-Type: application/octet-stream' "
     "'localhost:8000/classify?width=200&height=200'",
 }
+_BATCH_COMMAND = "curl -F files=@samples/crazing.png -F files=@samples/patches.png localhost:8000/classify/batch"
 _REQUEST_ID_HEADER = {
     "description": "the request's id: the caller's X-Request-ID when it is a sane token, else a new one",
     "required": True,
@@ -152,11 +154,15 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
             parameter.setdefault("example", _PARAMETER_EXAMPLES[parameter["name"]])
     if not any(p["name"].lower() == "x-request-id" for p in parameters):
         parameters.append(deepcopy(_REQUEST_ID_PARAMETER))
-    for media, content in operation.get("requestBody", {}).get("content", {}).items():
-        command = _BODY_EXAMPLES.get(media, _BODY_EXAMPLES["image/png"].replace("image/png", media))
-        if path.endswith("/batch"):
-            command = "curl -F files=@samples/crazing.png -F files=@samples/patches.png localhost:8000/classify/batch"
-        content.setdefault("examples", {"curl": {"summary": "sent with curl", "description": f"`{command}`"}})
+    body = operation.get("requestBody")
+    if body is not None:  # binary bodies have no JSON example: each media type's curl line, in the description
+        lines = []
+        for media in body.get("content", {}):
+            command = _BODY_EXAMPLES.get(media, _BODY_EXAMPLES["image/png"].replace("image/png", media))
+            if path.endswith("/batch"):
+                command = _BATCH_COMMAND
+            lines.append(f"- `{media}`: `{command}`")
+        body.setdefault("description", "Examples, with the samples of the repository:\n\n" + "\n".join(lines))
     responses = operation.setdefault("responses", {})
     if path != "/healthz":  # an unexpected fault anywhere else is a problem+json 500
         responses.setdefault("500", {"description": "Internal Server Error"})

@@ -17,8 +17,9 @@ IDS = [f"{method.upper()} {path}" for path, method, _ in OPERATIONS]
 def test_every_request_and_response_has_an_example(path, method, operation):
     for parameter in operation.get("parameters", []):
         assert "example" in parameter or "examples" in parameter, f"{parameter['name']} has no example"
-    for media, content in operation.get("requestBody", {}).get("content", {}).items():
-        assert content.get("examples") or content.get("example"), f"request body {media} has no example"
+    body = operation.get("requestBody", {})
+    for media in body.get("content", {}):
+        assert f"- `{media}`: `curl " in body["description"], f"request body {media} has no example"
     for code, response in operation["responses"].items():
         for media, content in response.get("content", {}).items():
             assert content.get("example") is not None, f"{code} {media} has no example"
