@@ -2,30 +2,33 @@
 # The ILCS inspection service image; `docker compose up` builds it (README, "Deployment").
 # BuildKit is needed (RUN --mount), the default builder of docker compose v2 and Docker 23+.
 #
-# Three stages, ordered so that a code change never reinstalls torch:
-#   deps    - a venv with the pinned torch/torchvision, then the project's other dependencies
+# Three stages, ordered so that neither a code change nor a version bump reinstalls a dependency:
+#   deps    - a venv with the pinned torch/torchvision, then requirements.lock (deploy/lock.sh writes it)
 #   wheel   - the project (model_zoo, training, service, the `ilcs` command, the shipped checkpoint) as a wheel
 #   runtime - the slim base, the deps venv, the wheel, a non-root user
-ARG PYTHON_IMAGE=python:3.11-slim
+# A fixed Python release on a fixed Debian, not the moving 3.11-slim (digest pinning: README, "The image").
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS deps
 # Must equal the pins in pyproject.toml (tests/deploy/test_dockerfile.py checks).
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
+# Where torch comes from: the CPU-only wheels by default (an image of about 1 GB); PyPI's default
+# wheel is the CUDA build (~5.7 GB), which docker-compose.gpu.yml builds with TORCH_INDEX_URL=https://pypi.org/simple.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# PyPI's default torch wheel is the CUDA build: it runs on the GPU where the NVIDIA container
-# runtime exposes one and falls back to the CPU everywhere else. Its own layer: the largest, changed least.
-RUN pip install torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION}
-# The remaining dependencies are read from pyproject.toml, the one list of them.
+# Its own layer: the largest, changed least.
+RUN pip install --index-url "${TORCH_INDEX_URL}" torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION}
+# The other dependencies, pinned, from the lock file alone: pyproject.toml (whose version changes with
+# every release) is not copied here, so a version bump rebuilds only the wheel below.
 WORKDIR /build
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install -r requirements.txt
+COPY requirements.lock ./
+RUN pip install --no-deps -r requirements.lock \
+    && pip check
 
 FROM ${PYTHON_IMAGE} AS wheel
 ENV PIP_NO_CACHE_DIR=1 \

@@ -16,14 +16,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from service.access_log import AccessLog
 from service.errors import install_error_handlers
 from service.inference import Engine
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import install_openapi
 from service.routes import classify, health, metrics, model
+from service.routes.ui import install_ui
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -44,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = await run_in_threadpool(Engine.from_settings, settings)
     runtime = Runtime(engine, settings, app.state.metrics)
+    app.state.metrics.declare_classes(engine.card.labels, engine.card.training.get("class_counts"))
     runtime.batcher.start()
     app.state.runtime = runtime
     preparing = asyncio.create_task(runtime.start_up(), name="ilcs-warmup")
@@ -60,17 +64,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service app; ``settings`` default to ``get_settings()`` (the environment)."""
     settings = settings or get_settings()
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load Swagger UI and ReDoc from the package, not a CDN
         title="ILCS steel-surface inspection",
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,  # Starlette's redirect is built from the client's Host header: a 404 instead
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the public schema validator
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.api_keys = tuple(k.encode() for k in settings.all_api_keys())
     app.state.runtime = None
+    app.add_middleware(AccessLog, enabled=settings.access_log, log_probes=settings.log_probes)  # inside the next
     app.add_middleware(
         ServiceMiddleware,
         metrics=app.state.metrics,
@@ -81,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     for router in (classify.router, model.router, health.router, metrics.router):
         app.include_router(router)
+    install_ui(app)  # the inspection page at /
     return app
 
 

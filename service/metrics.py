@@ -66,11 +66,32 @@ class Metrics:
         self.model_info = Gauge(
             "ilcs_model_info", "The served model (value 1)", ["name", "version", "sha256", "device"], registry=r
         )
+        self.class_prior = Gauge(
+            "ilcs_model_class_prior",
+            "Share of each class in the served model's training data (the class-mix drift alert compares with it)",
+            ["label"],
+            registry=r,
+        )
 
     def set_model(self, name: str, version: str, sha256: str, device: str) -> None:
         """Publish the served model as ``ilcs_model_info{...} 1``."""
         self.model_info.clear()
         self.model_info.labels(name=name, version=version, sha256=sha256, device=device).set(1)
+
+    def declare_classes(self, labels: list[str], class_counts: dict[str, int] | None = None) -> None:
+        """Export every class's prediction counter at 0 from the start, and its share of the training data.
+
+        A counter series that appears only at its first increment loses that increment in
+        Prometheus' ``increase()``: shift counts would come out low and unseen classes missing.
+        ``class_counts`` (the card's ``training.class_counts``, when it has them) give the shares;
+        without them each class counts equally, as in a stratified split of a balanced set such as NEU.
+        """
+        counts = class_counts or dict.fromkeys(labels, 1)
+        total = sum(counts.get(label, 0) for label in labels) or 1
+        self.class_prior.clear()
+        for label in labels:
+            self.predictions.labels(label=label)
+            self.class_prior.labels(label=label).set(counts.get(label, 0) / total)
 
     def observe_prediction(self, label: str, confidence: float, threshold: float) -> None:
         self.predictions.labels(label=label).inc()

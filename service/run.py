@@ -29,6 +29,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from model_zoo.checkpoint import load_checkpoint
+from service.device_check import checked_device
+from service.logs import configure_logging
 from service.main import create_app
 from service.protocol import guarded_h11
 from service.settings import Settings, get_settings
@@ -42,7 +44,8 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up failed
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the service until SIGTERM/Ctrl-C; ``host``/``port`` override ILCS_HOST/ILCS_PORT."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
+    settings = checked_device(settings)  # a GPU this host lacks: one line and exit 78 (or the CPU fallback)
     load_checkpoint(settings.checkpoint)  # CheckpointError (a ValueError): `ilcs serve: error: ...`, exit 2
     server = build_server(create_app(settings), settings, host, port)
     server.run()
@@ -65,6 +68,8 @@ def build_server(app: FastAPI, settings: Settings, host: str | None = None, port
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         loop="auto",  # uvloop where installed (a dependency on Linux): a cheaper event loop
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
+        log_config=None,  # the root logger's handler (service.logs) formats uvicorn's lines too
+        access_log=False,  # the app writes its own access lines (service.access_log)
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above
     if not any(isinstance(f, RedactQuery) for f in access.filters):

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="text, or json: one JSON object per log line")
+    access_log: bool = Field(True, description="one access line per request (route, status, latency, label, id)")
+    log_probes: bool = Field(False, description="also log /healthz, /readyz and /metrics requests")
+    device_fallback: Literal["none", "cpu"] = Field(
+        "none", description="cpu: serve on the CPU when ILCS_DEVICE names a GPU this host lacks; none: exit 78"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

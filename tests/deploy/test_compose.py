@@ -5,11 +5,14 @@ together: the settings are the service's, the ports, mounts and URLs meet, the G
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.deploy.conftest import interpolate
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -140,3 +143,67 @@ def test_healthcheck_is_the_images(compose, runtime_stage):
     probe = compose["services"]["inspector"]["healthcheck"]["test"]
     image_probe = next(i.args for i in runtime_stage if i.keyword == "HEALTHCHECK")
     assert probe[0] == "CMD" and all(part in image_probe for part in probe[1:])
+
+
+# ---- hardening ---------------------------------------------------------------------------------
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    number, unit = re.fullmatch(r"([\d.]+)(ms|s|m|h)", duration).groups()
+    return float(number) * units[unit]
+
+
+def test_monitoring_is_health_checked_and_started_in_order(compose):
+    services = compose["services"]
+    for name in ("prometheus", "grafana"):
+        probe = services[name]["healthcheck"]["test"]
+        assert probe[0] == "CMD" and probe[1] == "wget", f"{name}: a probe its image can run (busybox wget)"
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+    # Prometheus waits for nothing but the inspector's start: it must run, and alert, when the inspector is down.
+    assert services["prometheus"]["depends_on"] == {"inspector": {"condition": "service_started"}}
+
+
+def test_monitoring_listens_on_loopback_by_default(compose):
+    for name in ("prometheus", "grafana"):
+        (mapping,) = compose["services"][name]["ports"]
+        assert interpolate(mapping, {}).startswith("127.0.0.1:"), f"{name} is open to the network: {mapping}"
+
+
+def test_grafana_admin_password_comes_from_a_secret(compose):
+    grafana = compose["services"]["grafana"]
+    env = grafana["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env, "a password in the compose file (or its default) is public"
+    (secret,) = grafana["secrets"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == f"/run/secrets/{secret}"
+    source = interpolate(compose["secrets"][secret]["file"], {})
+    assert (ROOT / source).parent.is_dir() and source.removeprefix("./deploy/grafana/") in (
+        (ROOT / "deploy/grafana/.gitignore").read_text().split()
+    ), "the password file must stay out of git"
+
+
+def test_stop_grace_period_outlasts_the_drain(compose, inspector_env):
+    """Docker kills the container after stop_grace_period: the service's longest drain must fit in it."""
+    from service.settings import Settings
+
+    settings = Settings(**{k.removeprefix("ILCS_").lower(): v for k, v in inspector_env.items()})
+    longest_drain = settings.drain_s + settings.request_timeout_s + 1  # service.run.DrainingServer's bound
+    assert settings.drain_s > 0, "with no drain, load balancers still send requests to a stopping inspector"
+    assert _seconds(compose["services"]["inspector"]["stop_grace_period"]) > longest_drain
+
+
+def test_every_service_has_limits_and_rotated_logs(compose):
+    for name, service in compose["services"].items():
+        assert interpolate(str(service["mem_limit"]), {}), f"{name} has no memory limit"
+        assert "cpus" in service, f"{name} has no CPU limit setting"
+        logging = service["logging"]
+        assert logging["driver"] == "json-file" and {"max-size", "max-file"} <= set(logging["options"]), name
+
+
+def test_gpu_override_builds_the_cuda_image_and_stops_retrying(compose):
+    base = compose["services"]["inspector"]
+    gpu = yaml.safe_load(GPU.read_text())["services"]["inspector"]
+    assert "download.pytorch.org/whl/cpu" in interpolate(base["build"]["args"]["TORCH_INDEX_URL"], {})
+    assert interpolate(gpu["build"]["args"]["TORCH_INDEX_URL"], {}) == "https://pypi.org/simple"
+    assert interpolate(gpu["image"], {}) != interpolate(base["image"], {}), "the two variants would share a tag"
+    assert gpu["restart"].startswith("on-failure:"), "a host without a GPU must not restart it forever"

@@ -16,6 +16,9 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -56,31 +59,72 @@ def _pyproject_pins() -> dict[str, str]:
     return dict(re.match(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups() for d in deps if "==" in d)
 
 
-def test_base_is_python_311_slim_and_torch_pins_match_pyproject(dockerfile):
+def _args(dockerfile) -> dict[str, str]:
     args = {}
     for ins in dockerfile:
         if ins.keyword == "ARG" and "=" in ins.args:
             name, _, value = ins.args.partition("=")
             args[name] = value
+    return args
+
+
+def test_base_is_a_pinned_python_311_slim_and_torch_pins_match_pyproject(dockerfile):
+    args = _args(dockerfile)
     froms = [ins.args.split()[0] for ins in dockerfile if ins.keyword == "FROM"]
-    assert froms, "no FROM"
-    assert all(f in ("${PYTHON_IMAGE}", "python:3.11-slim") for f in froms), froms
-    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
+    assert froms and all(f == "${PYTHON_IMAGE}" for f in froms), froms
+    # A patch release on a named Debian (or a digest), never the moving "3.11-slim".
+    base = args["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
     pins = _pyproject_pins()
     assert args["TORCH_VERSION"] == pins["torch"], "Dockerfile TORCH_VERSION differs from pyproject.toml's torch pin"
     assert args["TORCHVISION_VERSION"] == pins["torchvision"], "TORCHVISION_VERSION differs from pyproject.toml's pin"
 
 
-def test_dependencies_are_installed_before_the_source_is_copied(dockerfile):
+def test_torch_comes_from_the_index_the_build_argument_names(dockerfile):
+    """CPU wheels by default (a ~1 GB image); docker-compose.gpu.yml passes PyPI's index for the CUDA build."""
+    assert _args(dockerfile)["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    (install,) = (i for i in dockerfile if i.keyword == "RUN" and "torch==" in i.args)
+    assert '--index-url "${TORCH_INDEX_URL}"' in install.args
+
+
+def test_dependencies_come_from_the_lock_before_the_source(dockerfile):
+    """A version bump (pyproject.toml) must not rebuild the dependency layers: the deps stage never sees it."""
     stages = [ins.stage for ins in dockerfile if ins.keyword == "FROM"]
     assert len(stages) >= 2, "a multi-stage build is expected"
     deps = [ins for ins in dockerfile if ins.stage == "deps"]
     torch_at = next(i for i, ins in enumerate(deps) if ins.keyword == "RUN" and "torch==" in ins.args)
-    pyproject_at = next(i for i, ins in enumerate(deps) if ins.keyword == "COPY" and "pyproject.toml" in ins.args)
-    assert torch_at < pyproject_at, "torch must be installed before pyproject.toml is copied (its own cached layer)"
-    for ins in deps:
-        if ins.keyword in ("COPY", "ADD"):
-            assert ins.args.split() == ["pyproject.toml", "./"], f"the deps stage copies only pyproject.toml: {ins}"
+    copies = [(i, ins) for i, ins in enumerate(deps) if ins.keyword in ("COPY", "ADD")]
+    copied = [ins.args.split() for _, ins in copies]
+    assert copied == [["requirements.lock", "./"]], "the deps stage copies the lock only"
+    assert torch_at < copies[0][0], "torch must be installed before the lock is copied (its own cached layer)"
+    install = next(ins for ins in deps if ins.keyword == "RUN" and "requirements.lock" in ins.args)
+    assert "--no-deps" in install.args and "pip check" in install.args, "exactly the lock, checked for consistency"
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+        if m:
+            pins[canonicalize_name(m[1])] = m[2]
+    return pins
+
+
+def test_the_lock_pins_every_runtime_dependency_of_pyproject():
+    """deploy/lock.sh wrote it from pyproject.toml; a dependency added or re-ranged since then fails here."""
+    lock = _lock()
+    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(dep)
+        name = canonicalize_name(req.name)
+        if name in ("torch", "torchvision"):
+            assert name not in lock, "torch comes from TORCH_INDEX_URL, not from the lock"
+            continue
+        if req.marker is not None and not req.marker.evaluate({"sys_platform": "linux"}):
+            continue
+        assert name in lock, f"{name} is not in requirements.lock: run deploy/lock.sh"
+        assert req.specifier.contains(lock[name], prereleases=True), f"{name}=={lock[name]} breaks {dep}: relock"
+    cuda = [n for n in lock if n.startswith(("nvidia-", "cuda-")) or n == "triton"]
+    assert not cuda, f"the CPU image would install CUDA libraries: {cuda}"
 
 
 def test_runtime_is_non_root_exposes_8000_checks_health_and_serves(runtime_stage, dockerfile_cmd, dockerfile_env):

@@ -22,8 +22,13 @@ def test_promtool_accepts_the_config(tool):
 
 def test_promtool_rejects_a_broken_config(tool, tmp_path):
     """The check above can fail: a scrape timeout longer than the interval is refused."""
-    bad = tmp_path / "prometheus.yml"
+    good, bad = tmp_path / "good" / "prometheus.yml", tmp_path / "bad" / "prometheus.yml"
+    for config in (good, bad):
+        config.parent.mkdir()
+        (config.parent / "alerts.yml").write_text((CONFIG.parent / "alerts.yml").read_text())
+    good.write_text(CONFIG.read_text())
     bad.write_text(CONFIG.read_text().replace("scrape_timeout: 4s", "scrape_timeout: 1m"))
+    assert promtool_check(tool("promtool"), good).returncode == 0  # the copy alone is fine
     assert promtool_check(tool("promtool"), bad).returncode != 0
 
 

@@ -5,11 +5,16 @@
    host, port and checkpoint changed: 127.0.0.1, a free port, a tiny checkpoint. It must
    answer /readyz.
 2. A real ``prometheus`` starts on 127.0.0.1 with deploy/prometheus/prometheus.yml, only
-   the target (compose's ``inspector:8000``) and the scrape interval (1 s) rewritten.
+   the target (compose's ``inspector:8000``) and the scrape interval (1 s) rewritten, and the
+   alert rules of deploy/prometheus/alerts.yml without their ``for:`` (so they fire within the test).
 3. A client sends classify requests the three ways a PLC or gateway does (multipart,
    raw PNG body, raw gray frame) and some bad ones, the whole time Prometheus is polled.
 4. Through Prometheus' HTTP API: the target is up, and every query of the Grafana dashboard,
-   with its variables substituted as Grafana would, returns data.
+   with its variables substituted as Grafana would, returns data (the Alerts row's too: the
+   untrained tiny model is low-confidence on everything, so ILCSLowConfidence fires).
+5. Shift counts: before any image, every class's ``ilcs_predictions_total`` is in Prometheus
+   at 0; after a known number of answers, the dashboard's count per class over the shift is
+   exactly what the client was answered, classes never predicted included (as 0).
 
 Nothing is timed: each wait polls with a generous deadline and stops as soon as it can.
 """
@@ -38,6 +43,8 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+SAMPLES = sorted((ROOT / "samples").glob("*.png"))
 SCRAPE_INTERVAL = "1s"
 # What Grafana puts in for its built-in variables (with a 1 s scrape interval $__rate_interval would be 4 s;
 # a longer window only makes the check more forgiving, never vacuous: an empty selector stays empty).
@@ -143,7 +150,8 @@ def prometheus(prometheus_binary, free_port, prometheus_config, inspector, tmp_p
     work = tmp_path / "prometheus"
     (work / "data").mkdir(parents=True)
     config_file = work / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(rewrite_scrape_config(prometheus_config, inspector.removeprefix("http://"))))
+    config = rewrite_scrape_config(prometheus_config, inspector.removeprefix("http://"))
+    config_file.write_text(yaml.safe_dump(rewrite_rule_files(config, work)))
     port = free_port()
     argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={work / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]  # fmt: skip
@@ -160,6 +168,20 @@ def rewrite_scrape_config(config: dict[str, Any], target: str) -> dict[str, Any]
     new_job = {**job, "static_configs": [{**static, "targets": [target]}]}
     new_global = {**config["global"], "scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL}
     return {**config, "global": new_global, "scrape_configs": [new_job]}
+
+
+def rewrite_rule_files(config: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The config with its rule files copied into ``work`` without ``for:``, evaluated every second."""
+    files = []
+    for name in config["rule_files"]:
+        rules = yaml.safe_load((PROMETHEUS_DIR / name).read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                rule.pop("for", None)
+        target = work / Path(name).name
+        target.write_text(yaml.safe_dump(rules))
+        files.append(str(target))
+    return {**config, "rule_files": files, "global": {**config["global"], "evaluation_interval": SCRAPE_INTERVAL}}
 
 
 # --- traffic -----------------------------------------------------------------------------
@@ -263,6 +285,59 @@ def test_container_command_serves_with_the_container_environment(inspector, runt
     assert probe_fails(code, {**env, "ILCS_PORT": "1"})  # nothing listens there
 
 
+def last_scrape_time(prometheus: str, metric: str) -> float:
+    """The timestamp of ``metric``'s latest sample: a query evaluated there extrapolates nothing past it."""
+    (series, *_) = instant_query(prometheus, f"max(timestamp({metric}))")
+    return float(series["value"][1])
+
+
+def query_at(prometheus: str, expr: str, at: float) -> dict[str, float]:
+    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr, "time": at}, timeout=10)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "success", f"Prometheus refused {expr!r}: {body}"
+    return {s["metric"].get("label", ""): float(s["value"][1]) for s in body["data"]["result"]}
+
+
+def test_shift_counts_count_every_image_and_show_unseen_classes_as_zero(inspector, prometheus, dashboard, panels):
+    """Every class's counter is scraped at 0 before its first image, so increase() misses none of them."""
+    before = httpx.get(f"{inspector}/metrics", timeout=10).text
+    assert "ilcs_predictions_total{" in before, "the service exports no per-class series before any image"
+    assert all(float(v) == 0 for v in re.findall(r"^ilcs_predictions_total\{[^}]*\} (\S+)$", before, re.M)), (
+        "this test needs a fresh inspector: another test of this module classified images before it"
+    )
+    card_labels = httpx.get(f"{inspector}/model", timeout=10).json()["labels"]
+
+    def scraped_at_zero() -> bool:
+        zeros = query_at(prometheus, "ilcs_predictions_total", time.time())
+        return sorted(zeros) == sorted(card_labels) and set(zeros.values()) == {0.0}
+
+    wait_until("every class's counter scraped at 0", scraped_at_zero, DATA_DEADLINE_S, lambda: None)
+
+    answered: dict[str, int] = dict.fromkeys(card_labels, 0)
+    with httpx.Client(timeout=60) as client:
+        for sample in SAMPLES * 2:
+            r = client.post(f"{inspector}/classify", params={"heatmap": "none"},
+                            files={"file": (sample.name, sample.read_bytes(), "image/png")})  # fmt: skip
+            assert r.status_code == 200, r.text
+            answered[r.json()["label"]] += 1
+    total = sum(answered.values())
+
+    def scraped_all() -> bool:
+        return query_at(prometheus, "sum(ilcs_predictions_total)", time.time()).get("") == total
+
+    wait_until(f"Prometheus to scrape all {total} answers", scraped_all, DATA_DEADLINE_S, lambda: None)
+    at = last_scrape_time(prometheus, "ilcs_predictions_total")
+
+    values = {**grafana_variables(dashboard), "shift": "8h"}
+    (per_class,) = (t["expr"] for p in panels if p["title"] == "Images per class over the last $shift"
+                    for t in p["targets"])  # fmt: skip
+    (images,) = (t["expr"] for p in panels if p["title"] == "Images over the last $shift"
+                 for t in p["targets"] if "ilcs_predictions_total" in t["expr"])  # fmt: skip
+    counted = query_at(prometheus, substitute(per_class, values), at)
+    assert counted == {label: float(n) for label, n in answered.items()}, f"answered {answered}, counted {counted}"
+    assert query_at(prometheus, substitute(images, values), at) == {"": float(total)}
+
+
 def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
     inspector, prometheus, dashboard, dashboard_queries
 ):
@@ -318,3 +393,10 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
 
     (info,) = instant_query(prometheus, "ilcs_model_info")
     assert info["metric"]["device"].startswith("cuda" if torch.cuda.is_available() else "cpu"), info["metric"]
+
+    # The alert rules ran: the untrained model's answers are mostly low-confidence, and that alert fired.
+    low = instant_query(prometheus, "sum(ilcs_low_confidence_total) / sum(ilcs_predictions_total)")
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+    assert float(low[0]["value"][1]) > 0.2 and "ILCSLowConfidence" in firing, (low, firing)
+    assert "ILCSInspectorDown" not in firing
