@@ -4,7 +4,7 @@
 #
 # Three stages, ordered so that neither a code change nor a version bump reinstalls a dependency:
 #   deps    - a venv with the pinned torch/torchvision, then requirements.lock (deploy/lock.sh writes it)
-#   wheel   - the project (model_zoo, training, service, the `ilcs` command, the shipped checkpoint) as a wheel
+#   wheel   - the project (model_zoo, service, the `ilcs` command, the shipped checkpoint) as a wheel
 #   runtime - the slim base, the deps venv, the wheel, a non-root user
 # A fixed Python release on a fixed Debian, not the moving 3.11-slim (digest pinning: README, "The image").
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -37,7 +37,6 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ilcs_cli.py ./
 COPY model_zoo ./model_zoo
-COPY training ./training
 COPY service ./service
 RUN pip wheel --no-deps --wheel-dir /wheels .
 

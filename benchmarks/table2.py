@@ -34,7 +34,7 @@ __all__ = ["PAPER_TABLE2", "Run", "load_runs", "main", "render_report", "run_pla
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_DIR = ROOT / "reports" / "runs" / "table2"
 REPORT = ROOT / "reports" / "table2.md"
-SHIPPED_RUN = ROOT / "reports" / "runs" / "ilcs" / "best.json"
+SHIPPED_RUN = ROOT / "model_zoo" / "checkpoints" / "ilcs_neu.json"
 
 MIAM_PAIRS = (("resnet50", "resnet50+miam"), ("effnet", "effnet+miam"), ("mobilenet_v2", "mobilenet_v2+miam"))
 SEED0_ORDER = ("ilcs", "mobilenet_v2", "mobilenet_v2+miam", "effnet", "effnet+miam", "resnet50", "resnet50+miam")
@@ -226,6 +226,14 @@ def _recipe_text(runs: Sequence[Run]) -> tuple[str, list[str]]:
     return text, odd
 
 
+def _recipe_epochs() -> int | str:
+    try:
+        from training.config import TrainConfig
+    except ImportError:
+        return "?"
+    return TrainConfig().epochs
+
+
 def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None, notes: Sequence[str]) -> list[str]:
     """The bullets of *How to read these numbers*: noise, seeds, variants, schedule, threads."""
     done = [r for r in runs if r.finished]
@@ -257,9 +265,11 @@ def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None
         base = model.split("-", 1)[0]
         ref_text = f"; {base} over its seeds: {top1[base].text()}" if base in top1 else ""
         lines.append(f"- Variant `{model}` (not a paper row; same recipe): test top-1 {top1[model].text()}{ref_text}.")
+    recipe_epochs = _recipe_epochs()
     if epochs := ", ".join(map(str, sorted({r.epochs for r in done}))):
         lines.append(
-            f"- **Shortened schedule.** Every run here trained {epochs} epochs, not the shipped recipe's 50 (the paper "
+            f"- **Shortened schedule.** Every run here trained {epochs} epochs, not the {recipe_epochs} of the recipe "
+            "(`training/config.py`; the paper "
             "does not state its schedule),\n  the same for all seven models, ILCS included: the rows compare with "
             "each other, but not with the paper's absolute figures nor with the shipped checkpoint.\n  A model that "
             "converges more slowly (ResNet50, 25M parameters from random initialisation on 942 images) loses more "
@@ -268,9 +278,9 @@ def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None
     if shipped and "test_top1" in shipped.get("metrics", {}):
         m = shipped["metrics"]
         lines.append(
-            f"- Reference, not part of the table: the shipped ILCS checkpoint (`reports/runs/ilcs/`, "
-            f"{m.get('epochs', '?')} epochs) scores test top-1 {100 * m['test_top1']:.2f}%, top-5 "
-            f"{100 * m['test_top5']:.2f}%."
+            f"- Reference, not part of the table: the shipped checkpoint (ILCS with MIAM, another recipe: "
+            f"reports/neu-ilcs.md) scores test top-1 {100 * m['test_top1']:.2f}%, top-5 "
+            f"{100 * m['test_top5']:.2f}%; every ILCS row of this table is ILCS with MIAM."
         )
     threads = "/".join(str(t) for t in sorted({r.threads for r in done if r.threads})) or "?"
     lines += [

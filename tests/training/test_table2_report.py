@@ -105,7 +105,7 @@ def test_miam_delta_pairs_equal_seeds_beside_the_papers(runs):
 def test_noise_and_schedule_are_stated(runs):
     text = report(runs)
     assert "The test set holds 450 images: one image is 0.22 points" in text
-    assert "trained 10 epochs, not the shipped recipe's 50" in text
+    assert "trained 10 epochs, not the 20 of the recipe" in text
     assert "10 epochs, AdamW lr 0.002 weight decay 0.05" in text
     assert "deviate" not in text
     assert "with 1 thread(s) per run" in text
