@@ -25,7 +25,7 @@ from service.errors import PROBLEM_JSON
 __all__ = ["complete_schema"]
 
 _PROBLEM_REF = "#/components/schemas/Problem"
-_SHA256 = "2ccd0f62db5a1dd3459efa42c7a6dd6f8fad766236f120ea1a2f4addaa1302f1"
+_SHA256 = "7196959875831361d3ac36832af59c2a06ef5c52dacad4a6a46e5a2bda234f82"
 _TOP5 = [
     {"label": "scratches", "score": 0.97},
     {"label": "inclusion", "score": 0.02},
@@ -40,10 +40,10 @@ CLASSIFY_EXAMPLE: dict[str, Any] = {
     "confidence": 0.97,
     "low_confidence": False,
     "top5": _TOP5,
-    "heatmap": {"encoding": "png", "kind": "gray", "width": 200, "height": 200, "data": "iVBORw0KGgoAAAANSUhEUg..."},
+    "heatmap": {"method": "miam_spatial", "encoding": "png", "kind": "gray", "width": 200, "height": 200, "data": "iVBORw0KGgoAAAANSUhEUg..."},
     "width": 200,
     "height": 200,
-    "model": {"name": "ilcs", "version": "2.0.0", "sha256": _SHA256},
+    "model": {"name": "ilcs", "version": "3.0.0", "sha256": _SHA256},
     "timing_ms": {"queue_ms": 1.9, "inference_ms": 41.0, "total_ms": 47.3},
 }
 _BAD_IMAGE = {
@@ -64,7 +64,7 @@ BATCH_EXAMPLE: dict[str, Any] = {
 MODEL_EXAMPLE: dict[str, Any] = {
     "format_version": 1,
     "name": "ilcs",
-    "version": "2.0.0",
+    "version": "3.0.0",
     "arch": "ilcs",
     "labels": ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"],
     "input_size": 160,
