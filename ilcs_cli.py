@@ -106,7 +106,7 @@ def _bench(args: argparse.Namespace) -> None:
         msg = "say which benchmark: --calibrate, --load or --models"
         raise ValueError(msg)
     for target in chosen:
-        _load(target, args.command)(args)
+        _load(target, getattr(args, "command", "bench"))(args)
 
 
 # --------------------------------------------------------------------------- options, one function per subcommand
@@ -161,7 +161,7 @@ def _localise_options(p: argparse.ArgumentParser) -> None:
 
 
 def _calibrate_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint stem/.json/.safetensors (its card is rewritten)")
+    p.add_argument("--checkpoint", help="checkpoint stem/.json/.safetensors (its card is rewritten; required)")
     p.add_argument("--data", help=RECIPE)
     p.add_argument("--split-manifest", help=RECIPE)
     p.add_argument("--copies", type=int, default=8, help="training-augmented copies of each validation image")

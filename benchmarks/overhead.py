@@ -64,8 +64,11 @@ def null_checkpoint(folder: Path) -> Path:
     hyper = {"input_size": 32, "channels": [4, 4, 4], "miam": False}
     torch.manual_seed(0)
     stem = folder / "near-null"
-    save_checkpoint(create_model("ilcs", **hyper), stem,
-                    ModelCard(name="near-null", arch="ilcs", labels=LABELS, input_size=32, hyperparameters=hyper))
+    save_checkpoint(
+        create_model("ilcs", **hyper),
+        stem,
+        ModelCard(name="near-null", arch="ilcs", labels=LABELS, input_size=32, hyperparameters=hyper),
+    )
     return stem
 
 
@@ -96,10 +99,19 @@ def measure(checkpoint: Path, targets: dict[str, str], clients: int, requests: i
             raw = None if target.startswith("GET ") else (before + raw_throughput(engine, 1)) / 2
             model_images = max(lv.model_images, 1.0)
             extras = None if target.startswith("GET ") else extras_alone_ms(engine, images, target)
-            rows.append(Row(name, raw, lv.throughput,
-                            1e3 * lv.server_cpu_s / lv.requests, 1e3 * lv.client_cpu_s / lv.requests, lv.errors,
-                            1e3 * lv.loop_cpu_s / lv.requests, 1e3 * (lv.server_cpu_s - lv.loop_cpu_s) / model_images,
-                            extras or 0.0))
+            rows.append(
+                Row(
+                    name,
+                    raw,
+                    lv.throughput,
+                    1e3 * lv.server_cpu_s / lv.requests,
+                    1e3 * lv.client_cpu_s / lv.requests,
+                    lv.errors,
+                    1e3 * lv.loop_cpu_s / lv.requests,
+                    1e3 * (lv.server_cpu_s - lv.loop_cpu_s) / model_images,
+                    extras or 0.0,
+                )
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -134,12 +146,18 @@ def main(args: argparse.Namespace) -> None:
 
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = measure(SHIPPED_CHECKPOINT, {"shipped, /classify": "/classify",
-                                            "shipped, /classify?heatmap=none": "/classify?heatmap=none"},
-                       args.clients, args.requests)
-        rows += measure(null_checkpoint(Path(tmp)), {"near-null model, /classify": "/classify",
-                                                     "near-null model, GET /healthz": "GET /healthz"},
-                        args.clients, args.requests)
+        rows = measure(
+            SHIPPED_CHECKPOINT,
+            {"shipped, /classify": "/classify", "shipped, /classify?heatmap=none": "/classify?heatmap=none"},
+            args.clients,
+            args.requests,
+        )
+        rows += measure(
+            null_checkpoint(Path(tmp)),
+            {"near-null model, /classify": "/classify", "near-null model, GET /healthz": "GET /healthz"},
+            args.clients,
+            args.requests,
+        )
     command = f"python -m benchmarks.overhead --clients {args.clients} --requests {args.requests}"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +184,10 @@ def format_report(command: str, rows: list[Row], load_before: list[str]) -> str:
         model_ms = 1e3 * cores / r.raw if r.raw else 0.0
         ratio = f"{r.throughput / r.raw:.0%}" if r.raw else "-"
         raw = f"{r.raw:.1f}" if r.raw else "-"
-        lines.append(f"| {r.name} | {raw} | {r.throughput:.1f} | {ratio} | {r.server_ms:.2f} | {model_ms:.2f} | "
-                     f"{r.server_ms - model_ms:.2f} | {r.client_ms:.2f} | {r.errors} |")
+        lines.append(
+            f"| {r.name} | {raw} | {r.throughput:.1f} | {ratio} | {r.server_ms:.2f} | {model_ms:.2f} | "
+            f"{r.server_ms - model_ms:.2f} | {r.client_ms:.2f} | {r.errors} |"
+        )
     lines += [
         "",
         "## Where the server's CPU goes",
@@ -184,8 +204,10 @@ def format_report(command: str, rows: list[Row], load_before: list[str]) -> str:
     for r in rows:
         if r.raw:
             alone = 1e3 * cores / r.raw
-            lines.append(f"| {r.name} | {r.loop_ms:.2f} | {r.workers_ms:.2f} | {alone:.2f} | {r.extras_ms:.2f} | "
-                         f"{r.workers_ms - alone - r.extras_ms:+.2f} |")
+            lines.append(
+                f"| {r.name} | {r.loop_ms:.2f} | {r.workers_ms:.2f} | {alone:.2f} | {r.extras_ms:.2f} | "
+                f"{r.workers_ms - alone - r.extras_ms:+.2f} |"
+            )
     shipped, null = rows[0], next(r for r in rows if r.name.startswith("near-null") and r.raw)
     health = next(r for r in rows if r.raw is None)
     model_ms = 1e3 * cores / shipped.raw

@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="length of the overload run")
     p.add_argument("--skip-soak", action="store_true")
     p.add_argument("--storm-clients", type=int, default=64, help="closed-loop clients measuring saturation goodput")
-    p.add_argument(
-        "--only-storm", action="store_true", help="run only the retry-storm section and replace it in --out"
-    )
+    p.add_argument("--only-storm", action="store_true", help="run only the retry-storm section and replace it in --out")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
     command = "python -m benchmarks.reliability " + " ".join(argv if argv is not None else sys.argv[1:])

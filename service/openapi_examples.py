@@ -40,7 +40,14 @@ CLASSIFY_EXAMPLE: dict[str, Any] = {
     "confidence": 0.97,
     "low_confidence": False,
     "top5": _TOP5,
-    "heatmap": {"method": "miam_spatial", "encoding": "png", "kind": "gray", "width": 200, "height": 200, "data": "iVBORw0KGgoAAAANSUhEUg..."},
+    "heatmap": {
+        "method": "miam_spatial",
+        "encoding": "png",
+        "kind": "gray",
+        "width": 200,
+        "height": 200,
+        "data": "iVBORw0KGgoAAAANSUhEUg...",
+    },
     "width": 200,
     "height": 200,
     "model": {"name": "ilcs", "version": "3.0.0", "sha256": _SHA256},
@@ -168,9 +175,7 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
         responses.setdefault("500", {"description": "Internal Server Error"})
         responses["500"].setdefault("content", {PROBLEM_JSON: {"schema": {"$ref": _PROBLEM_REF}}})
     if path == "/metrics":
-        responses["200"]["content"] = {
-            CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": _METRICS_EXAMPLE}
-        }
+        responses["200"]["content"] = {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": _METRICS_EXAMPLE}}
     for code, response in responses.items():
         headers = response.setdefault("headers", {})
         headers.setdefault("X-Request-ID", deepcopy(_REQUEST_ID_HEADER))

@@ -71,8 +71,10 @@ class Settings(BaseSettings):
     min_side: int = Field(32, ge=1, description="shortest side of an image: smaller shows no defect (422 below)")
     max_aspect: float = Field(16.0, ge=1, description="longest side over shortest side of an image (422 above)")
     uniform_std: float = Field(
-        2.0, ge=0, description="an image whose gray levels vary less than this (standard deviation) is answered "
-        "with low_confidence true: there is nothing on it to classify"
+        2.0,
+        ge=0,
+        description="an image whose gray levels vary less than this (standard deviation) is answered "
+        "with low_confidence true: there is nothing on it to classify",
     )
     header_timeout_s: float = Field(10.0, gt=0, description="longest time to receive a request's head (then closed)")
     keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")

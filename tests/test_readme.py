@@ -60,7 +60,7 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 
 def run_example(command: str, address: str) -> str:
-    script = "set -o pipefail\ncurl() { command curl -sS --fail-with-body \"$@\"; }\n" + command.replace(
+    script = 'set -o pipefail\ncurl() { command curl -sS --fail-with-body "$@"; }\n' + command.replace(
         "localhost:8000", address
     )
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)

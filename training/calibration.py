@@ -132,4 +132,7 @@ def calibrate_cli(args) -> None:
     """``ilcs calibrate``: fit and store the temperature, print the fit as one JSON object."""
     import json
 
+    if not args.checkpoint:
+        msg = "give --checkpoint: the checkpoint whose card gets the temperature (the shipped one is not rewritten)"
+        raise ValueError(msg)
     print(json.dumps(calibrate_checkpoint(args.checkpoint, args.data, args.split_manifest, args.copies)))

@@ -43,8 +43,15 @@ def evaluate_with_maps(
             msg = "give a split manifest, or --all to evaluate every image of the folder"
             raise ValueError(msg)
         images = images.subset(load_manifest(manifest)[subset])
-    scores, maps = predict(model, images.images, Preprocess.from_card(card), dev, with_attention=with_attention,
-                           progress=progress, temperature=card.temperature)
+    scores, maps = predict(
+        model,
+        images.images,
+        Preprocess.from_card(card),
+        dev,
+        with_attention=with_attention,
+        progress=progress,
+        temperature=card.temperature,
+    )
     report = classification_report(scores, images.labels, card.labels)
     report["checkpoint"] = {"arch": card.arch, "version": card.version, "weights_sha256": card.weights_sha256}
     report["data"] = {"root": str(data), "subset": "all" if all_images else subset}
@@ -72,8 +79,15 @@ def format_report(report: dict) -> str:
 
 
 def evaluate_cli(args) -> None:
-    report = evaluate(args.checkpoint, args.data, None if args.all else args.split_manifest, args.subset,
-                      args.all, args.device, progress=not args.json)
+    report = evaluate(
+        args.checkpoint,
+        args.data,
+        None if args.all else args.split_manifest,
+        args.subset,
+        args.all,
+        args.device,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(report))
     else:

@@ -39,8 +39,14 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, opset: int = 18)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines are not our output
         torch.onnx.export(
-            LogitsAndAttention(model).eval(), (example,), str(out), dynamo=True, opset_version=opset,
-            input_names=["image"], output_names=["logits", "attention"], dynamic_shapes={"x": {0: batch}},
+            LogitsAndAttention(model).eval(),
+            (example,),
+            str(out),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["logits", "attention"],
+            dynamic_shapes={"x": {0: batch}},
         )
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     check = torch.randn(3, card.in_chans, size, size)
@@ -52,8 +58,12 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, opset: int = 18)
         msg = f"ONNX Runtime disagrees with PyTorch by {diff:.2e} on random inputs; the export is not usable"
         raise ValueError(msg)
     out.with_suffix(".json").write_text(json.dumps(card.model_dump(), indent=2) + "\n")
-    return {"onnx": str(out), "card": str(out.with_suffix(".json")), "max_abs_diff": diff,
-            "input": ["batch", card.in_chans, size, size]}
+    return {
+        "onnx": str(out),
+        "card": str(out.with_suffix(".json")),
+        "max_abs_diff": diff,
+        "input": ["batch", card.in_chans, size, size],
+    }
 
 
 def export_cli(args) -> None:

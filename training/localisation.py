@@ -64,8 +64,12 @@ def localisation_scores(
             r["hit"].append(float(mask.mean()))
 
     def summary(rows: dict[str, list[float]]) -> dict:
-        return {"n": len(rows["hit"]), "energy_in_boxes": float(np.mean(rows["energy"])),
-                "box_area_share": float(np.mean(rows["area"])), "pointing_game": float(np.mean(rows["hit"]))}
+        return {
+            "n": len(rows["hit"]),
+            "energy_in_boxes": float(np.mean(rows["energy"])),
+            "box_area_share": float(np.mean(rows["area"])),
+            "pointing_game": float(np.mean(rows["hit"])),
+        }
 
     out = {label: summary(r) for label, r in sorted(per.items())}
     if per:

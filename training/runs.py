@@ -34,8 +34,14 @@ def full_runs(root: str | Path) -> list[dict]:
     for d in sorted(p for p in Path(root).iterdir() if (p / "best.json").is_file() and (p / "log.json").is_file()):
         card, log = json.loads((d / "best.json").read_text()), json.loads((d / "log.json").read_text())
         cfg = card["training"].get("config", {})
-        runs.append({
-            "name": d.name, "hyperparameters": card["hyperparameters"], "config": cfg, "log": log,
-            "metrics": card["metrics"], "wall_seconds": card["training"].get("wall_seconds"),
-        })
+        runs.append(
+            {
+                "name": d.name,
+                "hyperparameters": card["hyperparameters"],
+                "config": cfg,
+                "log": log,
+                "metrics": card["metrics"],
+                "wall_seconds": card["training"].get("wall_seconds"),
+            }
+        )
     return runs

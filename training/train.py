@@ -35,10 +35,12 @@ from training.split import load_manifest, manifest_sha256
 
 __all__ = ["DEFAULT_MANIFEST", "TrainConfig", "train"]
 
+
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -100,8 +102,10 @@ def train(cfg: TrainConfig) -> ModelCard:
     if cfg.init_from and not cfg.resume:
         start, start_card = load_checkpoint(cfg.init_from)
         if start_card.arch != cfg.model or start_card.hyperparameters != hyper:
-            msg = (f"--init-from {cfg.init_from} is {start_card.arch} {start_card.hyperparameters}, "
-                   f"but this run trains {cfg.model} {hyper}")
+            msg = (
+                f"--init-from {cfg.init_from} is {start_card.arch} {start_card.hyperparameters}, "
+                f"but this run trains {cfg.model} {hyper}"
+            )
             raise ValueError(msg)
         model.load_state_dict(start.state_dict())
     if cfg.channels_last:
@@ -155,18 +159,37 @@ def train(cfg: TrainConfig) -> ModelCard:
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         tr = train_one_epoch(
-            model, fit_images, fit_labels, optimizer, scheduler, preprocess, transform, cfg.batch_size,
-            generator, device, cfg.label_smoothing, desc=f"epoch {epoch}/{cfg.epochs}",
-            masks=fit_masks, box_loss_weight=cfg.box_loss_weight,
+            model,
+            fit_images,
+            fit_labels,
+            optimizer,
+            scheduler,
+            preprocess,
+            transform,
+            cfg.batch_size,
+            generator,
+            device,
+            cfg.label_smoothing,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            masks=fit_masks,
+            box_loss_weight=cfg.box_loss_weight,
         )
         scores, maps = predict(model, val.images, preprocess, device, with_attention=True)
         val_acc = float((scores.argmax(1) == val.labels).mean())
         val_loss = _val_loss(scores, val.labels)
         val_box = _val_box_loss(maps, val.masks)
         wall += time.perf_counter() - t0
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "train_box_loss": tr["box_loss"],
-               "val_loss": val_loss, "val_box_loss": val_box,
-               "val_acc": val_acc, "lr": scheduler.get_last_lr()[0], "wall_seconds": round(wall, 1)}
+        row = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_acc": tr["acc"],
+            "train_box_loss": tr["box_loss"],
+            "val_loss": val_loss,
+            "val_box_loss": val_box,
+            "val_acc": val_acc,
+            "lr": scheduler.get_last_lr()[0],
+            "wall_seconds": round(wall, 1),
+        }
         log.append(row)
         _write_log(out, log)
         print(json.dumps(row), flush=True)
@@ -176,9 +199,16 @@ def train(cfg: TrainConfig) -> ModelCard:
             card.metrics = {"val_top1": val_acc, "val_loss": val_loss, "best_epoch": epoch}
             save_checkpoint(model, out / "best", card)
         torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "generator": generator.get_state(), "epoch": epoch, "log": json.dumps(log),
-             "best": json.dumps(best), "wall": wall},
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "epoch": epoch,
+                "log": json.dumps(log),
+                "best": json.dumps(best),
+                "wall": wall,
+            },
             out / "last.pt",
         )
 
@@ -187,8 +217,12 @@ def train(cfg: TrainConfig) -> ModelCard:
     model, card = load_checkpoint(out / "best", map_location=device)
     scores, _ = predict(model, test.images, preprocess, device)
     report = classification_report(scores, test.labels, data.classes)
-    card.metrics |= {"test_top1": report["top1"], "test_top5": report["top5"], "test_n": report["n"],
-                     "epochs": cfg.epochs}
+    card.metrics |= {
+        "test_top1": report["top1"],
+        "test_top5": report["top5"],
+        "test_n": report["n"],
+        "epochs": cfg.epochs,
+    }
     card.training |= {"wall_seconds": round(wall, 1)}
     save_checkpoint(model, out / "best", card)
     calibrate_checkpoint(out / "best", cfg.data, cfg.manifest)

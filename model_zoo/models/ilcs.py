@@ -76,8 +76,10 @@ class LCSBlock(nn.Module):
             msg = f"unknown downsample {downsample!r}; choose one of {', '.join(DOWNSAMPLE)}"
             raise ValueError(msg)
         if pool_at not in POOL_AT or (pool_at == "early" and downsample != "separable"):
-            msg = (f"unknown pool_at {pool_at!r} for downsample {downsample!r}; choose one of "
-                   f"{', '.join(POOL_AT)} ('early' only with downsample='separable')")
+            msg = (
+                f"unknown pool_at {pool_at!r} for downsample {downsample!r}; choose one of "
+                f"{', '.join(POOL_AT)} ('early' only with downsample='separable')"
+            )
             raise ValueError(msg)
         self.pool_early = pool_at == "early"
         mid = mid_chs or out_chs // 2
@@ -142,13 +144,17 @@ class ILCS(AttentionClassifier):
         blocks, chs = [], in_chans
         for out in channels:
             blocks.append(
-                LCSBlock(chs, out, reduction=reduction, spatial_kernel=spatial_kernel, downsample=downsample,
-                         pool_at=pool_at)
+                LCSBlock(
+                    chs, out, reduction=reduction, spatial_kernel=spatial_kernel, downsample=downsample, pool_at=pool_at
+                )
             )
             chs = out
         self.lcs = nn.Sequential(*blocks)
-        attn_kw = {"reduction": reduction, "spatial_kernel": spatial_kernel,
-                   "interactive_scale_init": interactive_scale_init} if attn_layer == "miam" else {}
+        attn_kw = (
+            {"reduction": reduction, "spatial_kernel": spatial_kernel, "interactive_scale_init": interactive_scale_init}
+            if attn_layer == "miam"
+            else {}
+        )
         self.attn = create_attn(attn_layer, chs, **attn_kw)
         self.num_features = chs
         self.feature_size = input_size // 2 ** len(channels)

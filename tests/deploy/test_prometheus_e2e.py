@@ -277,6 +277,7 @@ def test_container_command_serves_with_the_container_environment(inspector, runt
     result = subprocess.run([sys.executable, *probe[1:-1], code], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     broken = code.replace("/healthz", "/no-such-route")
+
     def probe_fails(source: str, environment: dict[str, str]) -> bool:
         run = subprocess.run([sys.executable, *probe[1:-1], source], capture_output=True, timeout=60, env=environment)
         return run.returncode != 0

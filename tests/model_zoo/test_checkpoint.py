@@ -15,8 +15,13 @@ LABELS = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale"
 def saved(tmp_path):
     torch.manual_seed(0)
     model = create_model("ilcs", input_size=64, hidden=16).eval()
-    card = ModelCard(arch="ilcs", labels=LABELS, input_size=64, hyperparameters={"input_size": 64, "hidden": 16},
-                     metrics={"test_top1": 0.5})
+    card = ModelCard(
+        arch="ilcs",
+        labels=LABELS,
+        input_size=64,
+        hyperparameters={"input_size": 64, "hidden": 16},
+        metrics={"test_top1": 0.5},
+    )
     card = save_checkpoint(model, tmp_path / "ck", card)
     return model, card, tmp_path / "ck"
 
@@ -88,8 +93,9 @@ def test_pickle_file_is_not_loaded(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "evil.safetensors")
     from model_zoo.checkpoint import sha256_file
 
-    card = ModelCard(arch="ilcs", labels=LABELS, input_size=64,
-                     weights_sha256=sha256_file(tmp_path / "evil.safetensors"))
+    card = ModelCard(
+        arch="ilcs", labels=LABELS, input_size=64, weights_sha256=sha256_file(tmp_path / "evil.safetensors")
+    )
     (tmp_path / "evil.json").write_text(card.model_dump_json())
     with pytest.raises(CheckpointError, match="is a pickle"):
         load_checkpoint(tmp_path / "evil")

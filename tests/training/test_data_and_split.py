@@ -52,8 +52,11 @@ def test_split_is_stratified_disjoint_and_keeps_duplicates_together(tmp_path):
         train, val, test = set(m["train"]), set(m["val"]), set(m["test"])
         assert not (train & val or train & test or val & test)
         assert len(train | val | test) == len(data)
-        sides = [name for name, s in (("train", train), ("val", val), ("test", test))
-                 if {"patches_1.png", "patches_99.png"} & s]
+        sides = [
+            name
+            for name, s in (("train", train), ("val", val), ("test", test))
+            if {"patches_1.png", "patches_99.png"} & s
+        ]
         assert len(sides) == 1, f"duplicates split across {sides} with seed {seed}"
         for c in CLASSES:
             n_test = sum(n.startswith(c + "_") for n in test)

@@ -14,8 +14,11 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev and e
 
 
 def test_export_matches_pytorch_with_named_outputs(tmp_path, capsys):
-    save_checkpoint(create_model("ilcs", input_size=32), tmp_path / "ck",
-                    ModelCard(arch="ilcs", labels=list("abcdef"), input_size=32, hyperparameters={"input_size": 32}))
+    save_checkpoint(
+        create_model("ilcs", input_size=32),
+        tmp_path / "ck",
+        ModelCard(arch="ilcs", labels=list("abcdef"), input_size=32, hyperparameters={"input_size": 32}),
+    )
     assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "m.onnx")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["max_abs_diff"] < 1e-3

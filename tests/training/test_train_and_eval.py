@@ -121,8 +121,17 @@ def test_eval_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 def test_a_fine_tuning_stage_starts_from_a_checkpoint_and_can_choose_by_box_loss(tiny_run, tmp_path):
     cfg, card, root = tiny_run
-    tuned = TrainConfig(**{**cfg.__dict__, "epochs": 1, "out": str(tmp_path / "tuned"), "box_loss_weight": 5.0,
-                           "init_from": str(root / "run" / "best"), "select": "val_box_loss", "warmup_epochs": 0})
+    tuned = TrainConfig(
+        **{
+            **cfg.__dict__,
+            "epochs": 1,
+            "out": str(tmp_path / "tuned"),
+            "box_loss_weight": 5.0,
+            "init_from": str(root / "run" / "best"),
+            "select": "val_box_loss",
+            "warmup_epochs": 0,
+        }
+    )
     train(tuned)
     log = json.loads((tmp_path / "tuned" / "log.json").read_text())
     assert log[0]["val_box_loss"] > 0 and log[0]["val_acc"] >= 0.5  # it started trained, not at random
