@@ -9,6 +9,7 @@ a bad request never gets there because every input check raises a ``ServiceError
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 
@@ -142,6 +143,9 @@ def _request_id(request: Request) -> str | None:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     headers = exc.headers if isinstance(exc, ServiceError) else None
+    if isinstance(exc, QueueFull):  # a retry storm waits here, off the CPU, instead of coming straight back
+        settings = getattr(request.app.state, "settings", None)
+        await asyncio.sleep(getattr(settings, "refusal_delay_s", 0.0))
     if not isinstance(exc, ServiceError | ImageDecodeError | ImageTooLargeError | ClientDisconnect):
         log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(problem_for(exc, _request_id(request), request.url.path), headers)

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="file with one API key per line")
 
     heatmap: HeatmapMode = Field("gray", description="heatmap when the request does not say: gray, overlay or none")
+    refusal_delay_s: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="hold a 503 Service Busy this long before sending it (a tarpit), so clients that retry at "
+        "once cannot spend the CPU on refusals",
+    )
     low_confidence_threshold: float = Field(0.5, ge=0, le=1, description="confidence below this is counted as low")
 
     host: str = "0.0.0.0"
