@@ -140,24 +140,17 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
     p.add_argument("--data", help=RECIPE)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--split-manifest", help="evaluate the manifest's test list (" + RECIPE + ")")
-    g.add_argument("--all", action="store_true", help="evaluate every image in --data")
+    g.add_argument("--split-manifest", help="use the manifest's --subset list (" + RECIPE + ")")
+    g.add_argument("--all", action="store_true", help="use every image in --data")
     p.add_argument("--subset", default="test", choices=["train", "val", "test"])
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _localise_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None, help="checkpoint stem/.json/.safetensors (default: shipped)")
-    p.add_argument("--data", help="a NEU-DET layout folder with annotations/*.xml (" + RECIPE + ")")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--split-manifest", help="score the manifest's --subset list (" + RECIPE + ")")
-    g.add_argument("--all", action="store_true", help="score every image in --data")
-    p.add_argument("--subset", default="test", choices=["train", "val", "test"])
+    _eval_options(p)  # the same checkpoint, data and subset choices as eval
     p.add_argument("--method", default="model", help="model (the served map), energy, gradcam:<module>, "
                    "gradcam++:<module>, or all")  # fmt: skip
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print only the JSON object")
 
 
 def _calibrate_options(p: argparse.ArgumentParser) -> None:

@@ -93,12 +93,14 @@ def make_figures(checkpoint, data, manifest, out_dir) -> dict:
             }
         )
     fig["heatmaps"] = plot_heatmap_grid(examples, out_dir / "heatmaps.png", title=card.heatmap_method)
-    methods = [localise(model, val, pre, m, progress=False) for m in method_names(model)]
+    methods = [
+        localise(model, val, pre, m, progress=False, baselines=i == 0) for i, m in enumerate(method_names(model))
+    ]
     start = card.training.get("config", {}).get("init_from")
     before = None
     if start and Path(start).with_suffix(".json").is_file():  # the stage this checkpoint was fine-tuned from
         first, first_card = load_checkpoint(start)
-        before = localise(first, val, pre, "model", progress=False)
+        before = localise(first, val, pre, "model", progress=False, baselines=False)
         before["val_top1"] = first_card.metrics.get("val_top1")
     served = localise(model, test, pre, "model", progress=False)
     return {
