@@ -151,6 +151,10 @@ def _localise_options(p: argparse.ArgumentParser) -> None:
     _eval_options(p)  # the same checkpoint, data and subset choices as eval
     p.add_argument("--method", default="model", help="model (the served map), energy, gradcam:<module>, "
                    "gradcam++:<module>, or all")  # fmt: skip
+    p.add_argument("--raw", action="store_true", help="score the maps as the model gives them, not as the card "
+                   "says to show them (heatmap_blur, heatmap_gamma)")  # fmt: skip
+    p.add_argument("--fit-style", action="store_true", help="choose the served map's blur and gamma on --subset "
+                   "(val; never test) and write them into the --checkpoint's card")  # fmt: skip
 
 
 def _calibrate_options(p: argparse.ArgumentParser) -> None:

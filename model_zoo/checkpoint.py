@@ -54,6 +54,8 @@ class ModelCard(BaseModel):
     std: float = NEU_STD
     temperature: float = 1.0  # calibrated probabilities are softmax(logits / temperature)
     heatmap_method: str = ""  # what the served heatmap is ("miam_spatial", "activation_energy", ...)
+    heatmap_blur: float = 0.0  # Gaussian sigma, in map cells, smoothing the map before it is shown
+    heatmap_gamma: float = 1.0  # power the [0, 1] map is raised to before it is shown
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""

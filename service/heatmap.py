@@ -56,16 +56,22 @@ _IEND = _chunk(b"IEND", b"")
 
 
 def render_heatmap(
-    attention: np.ndarray, image: np.ndarray, kind: str, method: str = "model_attention"
+    attention: np.ndarray,
+    image: np.ndarray,
+    kind: str,
+    method: str = "model_attention",
+    blur: float = 0.0,
+    gamma: float = 1.0,
 ) -> Heatmap | None:
     """The ``Heatmap`` of one H x W uint8 ``image``; ``kind`` "gray", "overlay" or "none" (-> ``None``).
 
-    ``method`` names how the model computed the map (the checkpoint card's ``heatmap_method``).
+    ``method`` names how the model computed the map, ``blur`` and ``gamma`` how it is shown (the
+    checkpoint card's ``heatmap_method``, ``heatmap_blur``, ``heatmap_gamma``).
     """
     if kind == "none":
         return None
     height, width = image.shape
-    heat = upsample_attention(attention, height, width)  # [0, 1]; a flat map is all 0
+    heat = upsample_attention(attention, height, width, blur=blur, gamma=gamma)  # [0, 1]; a flat map is all 0
     pixels = overlay(image, heat) if kind == "overlay" else np.rint(heat * 255.0).astype(np.uint8)
     data = base64.b64encode(encode_png(pixels)).decode("ascii")
     return Heatmap(kind=kind, method=method, width=width, height=height, data=data)

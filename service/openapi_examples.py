@@ -50,7 +50,7 @@ CLASSIFY_EXAMPLE: dict[str, Any] = {
     },
     "width": 200,
     "height": 200,
-    "model": {"name": "ilcs", "version": "3.0.0", "sha256": _SHA256},
+    "model": {"name": "ilcs", "version": "3.1.0", "sha256": _SHA256},
     "timing_ms": {"queue_ms": 1.9, "inference_ms": 41.0, "total_ms": 47.3},
 }
 _BAD_IMAGE = {
@@ -71,7 +71,7 @@ BATCH_EXAMPLE: dict[str, Any] = {
 MODEL_EXAMPLE: dict[str, Any] = {
     "format_version": 1,
     "name": "ilcs",
-    "version": "3.0.0",
+    "version": "3.1.0",
     "arch": "ilcs",
     "labels": ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"],
     "input_size": 160,

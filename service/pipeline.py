@@ -104,6 +104,7 @@ class BatchProcessor:
         self.uniform_std = uniform_std
         self.observe = observe
         self.reduce_to = engine.card.input_size
+        self.style = {"blur": engine.card.heatmap_blur, "gamma": engine.card.heatmap_gamma}
 
     def __call__(self, jobs: list[Job]) -> list[Answer | Exception]:
         began = time.perf_counter()
@@ -161,7 +162,7 @@ class BatchProcessor:
         image, width, height = decoded
         uniform = float(image.std()) < self.uniform_std
         try:
-            heatmap = render_heatmap(pred.attention, image, job.heatmap, self.engine.heatmap_method)
+            heatmap = render_heatmap(pred.attention, image, job.heatmap, self.engine.heatmap_method, **self.style)
         except Exception as exc:  # noqa: BLE001 - this image alone: its neighbours have their answers
             log.exception("could not render the heatmap of a %d x %d image", width, height)
             return InferenceFailed(f"could not render the heatmap ({exc}); retry, or ask for ?heatmap=none")

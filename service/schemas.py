@@ -34,7 +34,8 @@ class Heatmap(BaseModel):
 
     encoding: Literal["png"] = "png"
     kind: Literal["gray", "overlay"] = Field(
-        description="gray: 8-bit map, min-max normalised per image; overlay: coloured map blended over the image"
+        description="gray: 8-bit map, smoothed and sharpened as the model card says (heatmap_blur, heatmap_gamma) "
+        "and min-max normalised per image; overlay: that map coloured and blended over the image"
     )
     method: str = Field(
         "model_attention",

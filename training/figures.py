@@ -16,7 +16,9 @@ from model_zoo.heatmap import overlay, upsample_attention  # noqa: E402
 __all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_reliability", "plot_runs"]
 
 
-def plot_heatmap_grid(examples: list[dict], out: Path, title: str = "MIAM spatial attention Ms(F')") -> Path:
+def plot_heatmap_grid(
+    examples: list[dict], out: Path, title: str = "MIAM spatial attention Ms(F')", style: dict | None = None
+) -> Path:
     """One column per class: the image with its own-class boxes, and the attention overlay.
 
     Each example: ``{"label", "name", "image" (H x W uint8), "attention" (h x w), "pred", "boxes"}``.
@@ -24,7 +26,7 @@ def plot_heatmap_grid(examples: list[dict], out: Path, title: str = "MIAM spatia
     fig, axes = plt.subplots(2, len(examples), figsize=(2.4 * len(examples), 5.8), squeeze=False)
     for col, ex in enumerate(examples):
         img = ex["image"]
-        heat = upsample_attention(ex["attention"], *img.shape)
+        heat = upsample_attention(ex["attention"], *img.shape, **(style or {}))
         axes[0, col].imshow(img, cmap="gray", vmin=0, vmax=255)
         for x0, y0, x1, y1 in ex.get("boxes", []):
             axes[0, col].add_patch(Rectangle((x0 - 1, y0 - 1), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="lime", lw=1))

@@ -6,7 +6,9 @@ min-max scaled attention map:
 
 * energy share: the share of heatmap mass inside the boxes; its chance level is the
   boxes' share of the image area, reported beside it;
-* pointing game: 1 if the heatmap's maximum falls inside a box.
+* pointing game: 1 if the heatmap's maximum falls inside a box;
+* bright-area share: the share of the image where the shown heatmap is at least half its
+  peak, beside the boxes' share (a map sharpened to a dot scores high energy but shows nothing).
 """
 
 from __future__ import annotations
@@ -41,9 +43,18 @@ def box_mask(boxes: list[tuple[int, int, int, int]], height: int, width: int) ->
 
 
 def localisation_scores(
-    names: list[str], labels: list[str], attention: np.ndarray, annotations: Path, size: tuple[int, int]
+    names: list[str],
+    labels: list[str],
+    attention: np.ndarray,
+    annotations: Path,
+    size: tuple[int, int],
+    blur: float = 0.0,
+    gamma: float = 1.0,
 ) -> dict:
-    """Per-class and overall energy share, its chance level, and pointing-game hit rate."""
+    """Per-class and overall energy share, its chance level, pointing-game hit rate and bright-area share.
+
+    ``blur`` and ``gamma`` shape the map as the service shows it (``upsample_attention``).
+    """
     per: dict[str, dict[str, list[float]]] = {}
     for name, label, att in zip(names, labels, attention, strict=True):
         xml = annotations / (Path(name).stem + ".xml")
@@ -52,16 +63,18 @@ def localisation_scores(
         mask = box_mask(read_boxes(xml, label), *size)
         if not mask.any():
             continue
-        heat = upsample_attention(att, *size)
+        heat = upsample_attention(att, *size, blur=blur, gamma=gamma)
         total = float(heat.sum())
-        r = per.setdefault(label, {"energy": [], "area": [], "hit": []})
+        r = per.setdefault(label, {"energy": [], "area": [], "hit": [], "bright": []})
         r["area"].append(float(mask.mean()))
         if total > 0:
             r["energy"].append(float(heat[mask].sum()) / total)
             r["hit"].append(float(mask.flat[int(heat.argmax())]))
+            r["bright"].append(float((heat >= 0.5).mean()))
         else:  # a flat map points nowhere: it scores as a uniformly random point would
             r["energy"].append(float(mask.mean()))
             r["hit"].append(float(mask.mean()))
+            r["bright"].append(1.0)
 
     def summary(rows: dict[str, list[float]]) -> dict:
         return {
@@ -69,9 +82,10 @@ def localisation_scores(
             "energy_in_boxes": float(np.mean(rows["energy"])),
             "box_area_share": float(np.mean(rows["area"])),
             "pointing_game": float(np.mean(rows["hit"])),
+            "bright_area_share": float(np.mean(rows["bright"])),
         }
 
     out = {label: summary(r) for label, r in sorted(per.items())}
     if per:
-        out["all"] = summary({k: sum((r[k] for r in per.values()), []) for k in ("energy", "area", "hit")})
+        out["all"] = summary({k: sum((r[k] for r in per.values()), []) for k in ("energy", "area", "hit", "bright")})
     return out

@@ -18,6 +18,7 @@ defects lying near the centre more often than not.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from model_zoo.preprocess import Preprocess
 from training.localisation import localisation_scores
 
-__all__ = ["BASELINES", "heatmaps", "localise", "method_names"]
+__all__ = ["BASELINES", "fit_style", "heatmaps", "localise", "method_names"]
 
 
 def method_names(model: nn.Module) -> list[str]:
@@ -144,30 +145,54 @@ def _summary(scores: dict) -> dict:
         "energy_in_boxes": overall["energy_in_boxes"],
         "pointing_game": overall["pointing_game"],
         "chance": overall["box_area_share"],
+        "bright_area_share": overall.get("bright_area_share", float("nan")),
         "per_class": per_class,
     }
 
 
-def localise(
-    model: nn.Module, data, preprocess: Preprocess, method: str = "model", progress: bool = True, baselines: bool = True
-) -> dict:
-    """Score ``method``'s heatmaps (and the baselines, unless told not to) on ``data``, an ``ImageSet`` with
-    ``annotations/``."""
+def _annotations(data) -> Path:
     annotations = data.root / "annotations"
     if not annotations.is_dir():
         msg = f"{data.root} has no annotations/ folder of Pascal VOC boxes (NEU-DET layout) to score heatmaps against"
         raise FileNotFoundError(msg)
+    return annotations
+
+
+def localise(
+    model: nn.Module,
+    data,
+    preprocess: Preprocess,
+    method: str = "model",
+    progress: bool = True,
+    baselines: bool = True,
+    style: dict | None = None,
+) -> dict:
+    """Score ``method``'s heatmaps (and the baselines, unless told not to) on ``data``, an ``ImageSet`` with
+    ``annotations/``, all shown with ``style`` (``blur``, ``gamma``; default: as the model gave them)."""
+    annotations = _annotations(data)
+    style = {"blur": 0.0, "gamma": 1.0} | (style or {})
     labels = [data.classes[i] for i in data.labels]
     size = data.images[0].shape[:2]
     maps = heatmaps(model, data.images, preprocess, method, progress=progress)
-    result = {"method": method, **_summary(localisation_scores(data.names, labels, maps, annotations, size))}
+    scores = localisation_scores(data.names, labels, maps, annotations, size, **style)
+    result = {"method": method, "style": style, **_summary(scores)}
     if not baselines:
         return result
     result["baselines"] = {}
     for name, make in BASELINES.items():
         fixed = np.broadcast_to(make(), (len(data), *make().shape))
-        result["baselines"][name] = _summary(localisation_scores(data.names, labels, fixed, annotations, size))
+        scores = localisation_scores(data.names, labels, fixed, annotations, size, **style)
+        result["baselines"][name] = _summary(scores)
     return result
+
+
+def fit_style(model: nn.Module, data, preprocess: Preprocess, progress: bool = True) -> dict:
+    """``training.heatmap_style``'s choice of blur and gamma for the served map on ``data``."""
+    from training.heatmap_style import fit_heatmap_style
+
+    maps = heatmaps(model, data.images, preprocess, "model", progress=progress)
+    labels = [data.classes[i] for i in data.labels]
+    return fit_heatmap_style(data.names, labels, maps, _annotations(data), data.images[0].shape[:2])
 
 
 def localise_cli(args) -> None:
@@ -184,9 +209,16 @@ def localise_cli(args) -> None:
     data = load_image_folder(args.data, classes=card.labels, progress=not args.json)
     if not args.all:
         data = data.subset(load_manifest(args.split_manifest)[args.subset])
-    methods = method_names(model) if args.method == "all" else [args.method]
     pre = Preprocess.from_card(card)
-    results = [localise(model, data, pre, m, progress=not args.json, baselines=i == 0) for i, m in enumerate(methods)]
+    if args.fit_style:
+        print(json.dumps(_fit_and_store(model, card, data, pre, args)))
+        return
+    methods = method_names(model) if args.method == "all" else [args.method]
+    style = None if args.raw else {"blur": card.heatmap_blur, "gamma": card.heatmap_gamma}
+    results = [
+        localise(model, data, pre, m, progress=not args.json, baselines=i == 0, style=style)
+        for i, m in enumerate(methods)
+    ]
     for r in results:
         r["subset"] = "all" if args.all else args.subset
         r["checkpoint"] = {
@@ -209,3 +241,20 @@ def localise_cli(args) -> None:
                 {"methods": [{k: v for k, v in r.items() if k != "baselines"} for r in results], "baselines": baselines}
             )
         )
+
+
+def _fit_and_store(model: nn.Module, card, data, pre: Preprocess, args) -> dict:
+    """Fit the served map's blur and gamma on a non-test subset and write them into the card."""
+    from model_zoo.checkpoint import save_checkpoint
+
+    if not args.checkpoint:
+        msg = "give --checkpoint: the checkpoint whose card gets the heatmap style (the shipped one is not rewritten)"
+        raise ValueError(msg)
+    if args.all or args.subset == "test":
+        msg = "fit the heatmap style on the validation slice (--split-manifest M --subset val), never on test images"
+        raise ValueError(msg)
+    fit = fit_style(model, data, pre, progress=not args.json) | {"subset": args.subset, "n": len(data)}
+    card.heatmap_blur, card.heatmap_gamma = fit["blur"], fit["gamma"]
+    card.metrics["heatmap_style"] = fit
+    save_checkpoint(model, args.checkpoint, card)
+    return fit

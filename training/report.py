@@ -92,7 +92,12 @@ def make_figures(checkpoint, data, manifest, out_dir) -> dict:
                 "boxes": read_boxes(xml, cls) if xml.is_file() else [],
             }
         )
-    fig["heatmaps"] = plot_heatmap_grid(examples, out_dir / "heatmaps.png", title=card.heatmap_method)
+    fig["heatmaps"] = plot_heatmap_grid(
+        examples,
+        out_dir / "heatmaps.png",
+        title=f"{card.heatmap_method}, blur {card.heatmap_blur:g}, gamma {card.heatmap_gamma:g}",
+        style={"blur": card.heatmap_blur, "gamma": card.heatmap_gamma},
+    )
     methods = [
         localise(model, val, pre, m, progress=False, baselines=i == 0) for i, m in enumerate(method_names(model))
     ]
@@ -102,7 +107,9 @@ def make_figures(checkpoint, data, manifest, out_dir) -> dict:
         first, first_card = load_checkpoint(start)
         before = localise(first, val, pre, "model", progress=False, baselines=False)
         before["val_top1"] = first_card.metrics.get("val_top1")
-    served = localise(model, test, pre, "model", progress=False)
+    style = {"blur": card.heatmap_blur, "gamma": card.heatmap_gamma}
+    served = localise(model, test, pre, "model", progress=False, style=style)
+    served_raw = localise(model, test, pre, "model", progress=False)
     return {
         "card": card,
         "report": report,
@@ -110,6 +117,7 @@ def make_figures(checkpoint, data, manifest, out_dir) -> dict:
         "figures": fig,
         "val_methods": methods,
         "test_localisation": served,
+        "test_localisation_raw": served_raw,
         "before_finetune": before,
         "test_scores": scores,
         "test_labels": test.labels,
@@ -187,6 +195,36 @@ def _loc_table(loc: dict) -> str:
         rows.append(
             f"| baseline: {name.replace('_', ' ')} | {b['n']} | {_pct(b['energy_in_boxes'])} | | | "
             f"{_pct(b['pointing_game'])} |"
+        )
+    return "\n".join(rows)
+
+
+def _style_section(card, raw: dict) -> str:
+    """The validation grid that chose the served map's blur and gamma, and the test scores without them."""
+    fit = card.metrics.get("heatmap_style")
+    shown = f"blur {card.heatmap_blur:g} map cells, gamma {card.heatmap_gamma:g}"
+    rows = [
+        f"The map is shown smoothed and sharpened ({shown}). Without them, as the model gives it, it scores "
+        f"{_pct(raw['energy_in_boxes'])} energy in boxes and {_pct(raw['pointing_game'])} pointing game on the "
+        f"test split (centred Gaussian {_pct(raw['baselines']['centred_gaussian']['energy_in_boxes'])} / "
+        f"{_pct(raw['baselines']['centred_gaussian']['pointing_game'])}).",
+    ]
+    if not fit:
+        return "\n".join(rows)
+    rows += [
+        "",
+        f"Both were chosen on the {fit['n']} images of the `{fit['subset']}` slice (`ilcs localise --fit-style`, "
+        "rule in `training/heatmap_style.py`): the blur with the best pointing game, then the gamma whose bright "
+        "region (at least half the peak) is closest in size to the boxes, so the map is not sharpened into a dot:",
+        "",
+        "| blur | gamma | energy in boxes | pointing game | bright area | box area |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in fit["grid"]:
+        mark = "**" if (r["blur"], r["gamma"]) == (fit["blur"], fit["gamma"]) else ""
+        rows.append(
+            f"| {mark}{r['blur']:g}{mark} | {mark}{r['gamma']:g}{mark} | {_pct(r['energy_in_boxes'])} | "
+            f"{_pct(r['pointing_game'])} | {_pct(r['bright_area_share'])} | {_pct(r['box_area_share'])} |"
         )
     return "\n".join(rows)
 
@@ -273,6 +311,7 @@ def write_report(res: dict, runs: list[dict], out: Path, command: str, manifest)
         methods_table="\n".join(methods),
         served_method=card.heatmap_method,
         localisation_table=_loc_table(loc),
+        style_section=_style_section(card, res["test_localisation_raw"]),
         fig_heatmaps=rel(res["figures"]["heatmaps"]),
         nll_before=f"{fit.get('nll_before', float('nan')):.4f}",
         nll_after=f"{fit.get('nll_after', float('nan')):.4f}",

@@ -36,3 +36,21 @@ def test_overlay_puts_red_where_attention_is_strongest():
     out = overlay(gray, heat)
     assert out[0, 0, 0] > out[0, 0, 2]  # jet's top is red
     assert out[9, 9, 2] > out[9, 9, 0]  # and its bottom blue
+
+
+def test_blur_moves_the_peak_from_a_lone_cell_to_the_region_with_the_most_mass():
+    a = np.zeros((20, 20), np.float32)
+    a[2, 2] = 1.0  # a lone spike
+    a[12:17, 12:17] = 0.8  # a broad region, slightly dimmer
+    assert np.unravel_index(upsample_attention(a, 20, 20).argmax(), (20, 20)) == (2, 2)
+    peak = np.unravel_index(upsample_attention(a, 20, 20, blur=1.0).argmax(), (20, 20))
+    assert 12 <= peak[0] <= 16 and 12 <= peak[1] <= 16
+
+
+def test_gamma_narrows_the_bright_region_without_moving_the_peak_or_the_range():
+    a = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    plain, sharp = upsample_attention(a, 40, 40), upsample_attention(a, 40, 40, gamma=2.0)
+    assert plain.argmax() == sharp.argmax()
+    assert sharp.min() == 0.0 and sharp.max() == 1.0
+    assert (sharp >= 0.5).sum() < (plain >= 0.5).sum()
+    np.testing.assert_allclose(sharp, plain**2, atol=1e-6)

@@ -96,12 +96,23 @@ def test_a_heatmap_that_cannot_be_rendered_fails_its_image_alone(processor, png,
 
     real = pipeline.render_heatmap
 
-    def fails_on_overlays(attention, image, kind, method):
+    def fails_on_overlays(attention, image, kind, method, **style):
         if kind == "overlay":
             raise MemoryError("simulated")
-        return real(attention, image, kind, method)
+        return real(attention, image, kind, method, **style)
 
     monkeypatch.setattr(pipeline, "render_heatmap", fails_on_overlays)
     gray, overlay, none = processor([job(Upload(png), "gray"), job(Upload(png), "overlay"), job(Upload(png), "none")])
     assert isinstance(gray, Answer) and isinstance(none, Answer)
     assert isinstance(overlay, InferenceFailed) and "heatmap=none" in str(overlay)
+
+
+def test_the_heatmap_is_shown_with_the_cards_blur_and_gamma(engine, png, monkeypatch):
+    from service import pipeline
+
+    seen = []
+    monkeypatch.setattr(pipeline, "render_heatmap", lambda *a, **style: seen.append(style))
+    card = engine.card.model_copy(update={"heatmap_blur": 0.75, "heatmap_gamma": 1.5})
+    monkeypatch.setattr(engine, "card", card)
+    BatchProcessor(engine, Metrics())([job(Upload(png), "gray")])
+    assert seen == [{"blur": 0.75, "gamma": 1.5}]

@@ -38,7 +38,7 @@ def test_shipped_checkpoint_is_ilcs_with_miam_calibrated_and_names_its_heatmap()
     assert 0.2 < card.temperature < 5 and not card.metrics["calibration"]["at_bound"]
 
 
-def test_shipped_heatmap_points_at_the_defect_better_than_image_blind_maps(neu_dir):
+def test_shipped_heatmap_as_served_meets_the_localisation_targets_and_beats_image_blind_maps(neu_dir):
     from model_zoo.checkpoint import load_checkpoint
     from model_zoo.preprocess import Preprocess
     from training.data import load_image_folder
@@ -48,8 +48,11 @@ def test_shipped_heatmap_points_at_the_defect_better_than_image_blind_maps(neu_d
     model, card = load_checkpoint(SHIPPED_CHECKPOINT)
     data = load_image_folder(neu_dir, classes=card.labels, progress=False)
     test = data.subset(load_manifest(DEFAULT_MANIFEST)["test"])
-    r = localise(model, test, Preprocess.from_card(card), "model", progress=False)
-    gauss = r["baselines"]["centred_gaussian"]
+    style = {"blur": card.heatmap_blur, "gamma": card.heatmap_gamma}
+    assert card.metrics["heatmap_style"]["subset"] == "val"  # chosen on validation, never on test
+    r = localise(model, test, Preprocess.from_card(card), "model", progress=False, style=style)
+    assert r["energy_in_boxes"] >= 0.60 and r["pointing_game"] >= 0.90, (r["energy_in_boxes"], r["pointing_game"])
+    gauss = r["baselines"]["centred_gaussian"]  # shaped by the same blur and gamma
     assert r["energy_in_boxes"] > gauss["energy_in_boxes"] + 0.05, r["energy_in_boxes"]
     assert r["pointing_game"] > gauss["pointing_game"] + 0.2, r["pointing_game"]
     for cls in ("inclusion", "patches", "scratches"):  # paper Fig. 9's classes: well above chance
