@@ -164,7 +164,9 @@ class BatchProcessor:
             return image, self.engine.preprocess(image[0])
         pre = self.engine.preprocess
         gray = np.clip(np.rint((tensor[0] * pre.std + pre.mean) * 255.0), 0, 255).astype(np.uint8)
-        return (gray, gray.shape[1], gray.shape[0]), torch.from_numpy(tensor)[None]
+        # In the preprocessing's memory layout: the same numbers through the same kernels give the same answer.
+        prepared = torch.from_numpy(tensor)[None].contiguous(memory_format=torch.channels_last)
+        return (gray, gray.shape[1], gray.shape[0]), prepared
 
     def _decode(self, job: Job) -> tuple[np.ndarray, int, int]:
         upload = job.upload

@@ -8,9 +8,9 @@ Bodies and tensors: ``service.v2_codec``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from service.deps import ApiKey, ReadyRuntime, RequestId, RuntimeDep
 from service.runtime import Runtime
@@ -48,6 +48,43 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 _EMPTY_200: dict[int | str, dict[str, Any]] = {200: {"description": "true (empty body)", "content": None}}
+_SERVER_200 = {
+    200: {
+        "description": "the server",
+        "content": {
+            "application/json": {
+                "example": {"name": SERVER_NAME, "version": "1.0.0", "extensions": EXTENSIONS},
+            }
+        },
+    }
+}
+_MODEL_200 = {
+    200: {
+        "description": "the model's inputs and outputs",
+        "content": {
+            "application/json": {
+                "example": {
+                    "name": "ilcs",
+                    "versions": ["3.0.0"],
+                    "platform": "pytorch_torchscript",
+                    "inputs": [
+                        {"name": "image", "datatype": "BYTES", "shape": [-1]},
+                        {"name": "tensor", "datatype": "FP32", "shape": [-1, 3, 160, 160]},
+                    ],
+                    "outputs": [
+                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 6]},
+                        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                        {"name": "heatmap", "datatype": "BYTES", "shape": [-1]},
+                    ],
+                }
+            }
+        },
+    }
+}
+ModelName = Annotated[str, Path(description="the model card's name", openapi_examples={"ilcs": {"value": "ilcs"}})]
+ModelVersion = Annotated[
+    str, Path(description="the model card's version", openapi_examples={"3.0.0": {"value": "3.0.0"}})
+]
 
 
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +156,7 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", summary="Server metadata: name, version, protocol extensions", responses=_errors())
+@router.get("", summary="Server metadata: name, version, protocol extensions", responses={**_SERVER_200, **_errors()})
 async def server_metadata(request: Request) -> ServerMetadata:
     return ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=EXTENSIONS)
 
@@ -140,7 +177,7 @@ async def server_ready(runtime: RuntimeDep) -> Response:
     summary="The model is ready (200, empty body)",
     responses={**_EMPTY_200, **_errors(404, 422, 503)},
 )
-async def model_ready(runtime: RuntimeDep, model_name: str) -> Response:
+async def model_ready(runtime: RuntimeDep, model_name: ModelName) -> Response:
     model_spec(runtime, model_name)
     runtime.ensure_ready()
     return Response()
@@ -151,7 +188,7 @@ async def model_ready(runtime: RuntimeDep, model_name: str) -> Response:
     summary="This version of the model is ready (200, empty body)",
     responses={**_EMPTY_200, **_errors(404, 422, 503)},
 )
-async def model_version_ready(runtime: RuntimeDep, model_name: str, model_version: str) -> Response:
+async def model_version_ready(runtime: RuntimeDep, model_name: ModelName, model_version: ModelVersion) -> Response:
     model_spec(runtime, model_name, model_version)
     runtime.ensure_ready()
     return Response()
@@ -161,9 +198,9 @@ async def model_version_ready(runtime: RuntimeDep, model_name: str, model_versio
     "/models/{model_name}",
     summary="Model metadata: versions, inputs and outputs",
     dependencies=[ApiKey],
-    responses=_errors(401, 404, 422, 503),
+    responses={**_MODEL_200, **_errors(401, 404, 422, 503)},
 )
-async def model_metadata(runtime: RuntimeDep, model_name: str) -> ModelMetadata:
+async def model_metadata(runtime: RuntimeDep, model_name: ModelName) -> ModelMetadata:
     return model_spec(runtime, model_name).metadata()
 
 
@@ -171,9 +208,11 @@ async def model_metadata(runtime: RuntimeDep, model_name: str) -> ModelMetadata:
     "/models/{model_name}/versions/{model_version}",
     summary="Model metadata of this version",
     dependencies=[ApiKey],
-    responses=_errors(401, 404, 422, 503),
+    responses={**_MODEL_200, **_errors(401, 404, 422, 503)},
 )
-async def model_version_metadata(runtime: RuntimeDep, model_name: str, model_version: str) -> ModelMetadata:
+async def model_version_metadata(
+    runtime: RuntimeDep, model_name: ModelName, model_version: ModelVersion
+) -> ModelMetadata:
     return model_spec(runtime, model_name, model_version).metadata()
 
 
@@ -185,7 +224,9 @@ async def model_version_metadata(runtime: RuntimeDep, model_name: str, model_ver
     responses=_INFER_RESPONSES,
     response_class=Response,
 )
-async def model_infer(request: Request, runtime: ReadyRuntime, request_id: RequestId, model_name: str) -> Response:
+async def model_infer(
+    request: Request, runtime: ReadyRuntime, request_id: RequestId, model_name: ModelName
+) -> Response:
     return await _infer(request, runtime, request_id, model_name)
 
 
@@ -198,7 +239,7 @@ async def model_infer(request: Request, runtime: ReadyRuntime, request_id: Reque
     response_class=Response,
 )
 async def model_version_infer(
-    request: Request, runtime: ReadyRuntime, request_id: RequestId, model_name: str, model_version: str
+    request: Request, runtime: ReadyRuntime, request_id: RequestId, model_name: ModelName, model_version: ModelVersion
 ) -> Response:
     return await _infer(request, runtime, request_id, model_name, model_version)
 
