@@ -69,6 +69,16 @@ class ModelSpec:
     channels: int
     side: int
     max_images: int
+    mean: float = 0.0
+    std: float = 1.0
+
+    def tensor_range(self) -> tuple[float, float]:
+        """The values a preprocessed input may hold: the preprocessing's range, widened by its own width each way.
+
+        (Far outside it the model's sums overflow into infinities and NaN probabilities.)
+        """
+        low, high = (0.0 - self.mean) / self.std, (1.0 - self.mean) / self.std
+        return 2 * low - high, 2 * high - low
 
     def metadata(self) -> ModelMetadata:
         classes = len(self.labels)
@@ -226,6 +236,13 @@ def _tensors(given: RequestInput, chunk: bytes | None, spec: ModelSpec) -> list[
             raise BadRequest(f"input {TENSOR!r}: shape {given.shape} has {size} elements, the data {values.size}")
     if not np.isfinite(values).all():
         raise BadRequest(f"input {TENSOR!r} holds NaN or infinite values; send finite numbers")
+    low, high = spec.tensor_range()
+    if values.size and not low <= values.min() <= values.max() <= high:
+        msg = (
+            f"input {TENSOR!r} holds values from {values.min():g} to {values.max():g}, outside {low:g}..{high:g}: "
+            f"preprocess as the model card says (pixels / 255, minus mean {spec.mean:g}, over std {spec.std:g})"
+        )
+        raise BadRequest(msg)
     batch = values.reshape(given.shape)
     return [Upload(b"", tensor=image) for image in batch]
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.admission import Ticket
 from service.batcher import Batched
-from service.errors import ServiceError, problem_for
+from service.errors import ServiceError, UnsupportedMediaType, problem_for
 from service.inference import top_k
 from service.pipeline import Answer, run_uploads
 from service.schemas import Problem
@@ -61,11 +61,17 @@ def model_spec(runtime: Runtime, name: str, version: str | None = None) -> Model
         channels=card.in_chans,
         side=card.input_size,
         max_images=runtime.settings.max_batch_images,
+        mean=card.mean,
+        std=card.std,
     )
 
 
 async def infer(runtime: Runtime, request: Request, spec: ModelSpec, request_id: str, ticket: Ticket) -> Response:
     """Answer one infer request whose body has not been read yet."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # a compressed body would only fail later as JSON that is not
+        msg = f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed (no request compression)"
+        raise UnsupportedMediaType(msg)
     body = await request.body()
     decoded = await run_in_threadpool(decode_request, body, request.headers.get(HEADER_LENGTH), spec)
     outcomes = await run_uploads(runtime, request, decoded.uploads, decoded.heatmap, ticket)

@@ -28,6 +28,7 @@ _ERROR_EXAMPLES = {
     401: "this service needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
     404: "no model 'resnet' here; this service serves 'ilcs' version '3.0.0'",
     413: "Content-Length is 31457280 bytes, more than the limit of 20971520 bytes",
+    415: "Content-Encoding 'gzip' is not accepted; send the body uncompressed (no request compression)",
     422: "invalid request parameters: ...",
     500: "the model failed on the batch of 4 images this one was in; retry the request",
     503: "the model is warming up; retry after the Retry-After seconds",
@@ -152,8 +153,21 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     },
-    **_errors(400, 401, 404, 413, 422, 503, 504),
+    **_errors(400, 401, 404, 413, 415, 422, 503, 504),
 }
+
+
+_METADATA_ROUTE: dict[str, Any] = {
+    "dependencies": [ApiKey],
+    "responses": {**_MODEL_200, **_errors(401, 404, 422, 503)},
+}
+_INFER_ROUTE: dict[str, Any] = {
+    "dependencies": [ApiKey],
+    "openapi_extra": _INFER_BODY,
+    "responses": _INFER_RESPONSES,
+    "response_class": Response,
+}
+_MODEL_READY = {**_EMPTY_200, **_errors(404, 422, 503)}
 
 
 @router.get("", summary="Server metadata: name, version, protocol extensions", responses={**_SERVER_200, **_errors()})
@@ -175,7 +189,7 @@ async def server_ready(runtime: RuntimeDep) -> Response:
 @router.get(
     "/models/{model_name}/ready",
     summary="The model is ready (200, empty body)",
-    responses={**_EMPTY_200, **_errors(404, 422, 503)},
+    responses=_MODEL_READY,
 )
 async def model_ready(runtime: RuntimeDep, model_name: ModelName) -> Response:
     model_spec(runtime, model_name)
@@ -186,7 +200,7 @@ async def model_ready(runtime: RuntimeDep, model_name: ModelName) -> Response:
 @router.get(
     "/models/{model_name}/versions/{model_version}/ready",
     summary="This version of the model is ready (200, empty body)",
-    responses={**_EMPTY_200, **_errors(404, 422, 503)},
+    responses=_MODEL_READY,
 )
 async def model_version_ready(runtime: RuntimeDep, model_name: ModelName, model_version: ModelVersion) -> Response:
     model_spec(runtime, model_name, model_version)
@@ -197,8 +211,7 @@ async def model_version_ready(runtime: RuntimeDep, model_name: ModelName, model_
 @router.get(
     "/models/{model_name}",
     summary="Model metadata: versions, inputs and outputs",
-    dependencies=[ApiKey],
-    responses={**_MODEL_200, **_errors(401, 404, 422, 503)},
+    **_METADATA_ROUTE,
 )
 async def model_metadata(runtime: RuntimeDep, model_name: ModelName) -> ModelMetadata:
     return model_spec(runtime, model_name).metadata()
@@ -207,8 +220,7 @@ async def model_metadata(runtime: RuntimeDep, model_name: ModelName) -> ModelMet
 @router.get(
     "/models/{model_name}/versions/{model_version}",
     summary="Model metadata of this version",
-    dependencies=[ApiKey],
-    responses={**_MODEL_200, **_errors(401, 404, 422, 503)},
+    **_METADATA_ROUTE,
 )
 async def model_version_metadata(
     runtime: RuntimeDep, model_name: ModelName, model_version: ModelVersion
@@ -219,10 +231,7 @@ async def model_version_metadata(
 @router.post(
     "/models/{model_name}/infer",
     summary="Classify images (encoded files or preprocessed tensors): probabilities, label, heatmap",
-    dependencies=[ApiKey],
-    openapi_extra=_INFER_BODY,
-    responses=_INFER_RESPONSES,
-    response_class=Response,
+    **_INFER_ROUTE,
 )
 async def model_infer(
     request: Request, runtime: ReadyRuntime, request_id: RequestId, model_name: ModelName
@@ -233,10 +242,7 @@ async def model_infer(
 @router.post(
     "/models/{model_name}/versions/{model_version}/infer",
     summary="Classify images with this version of the model",
-    dependencies=[ApiKey],
-    openapi_extra=_INFER_BODY,
-    responses=_INFER_RESPONSES,
-    response_class=Response,
+    **_INFER_ROUTE,
 )
 async def model_version_infer(
     request: Request, runtime: ReadyRuntime, request_id: RequestId, model_name: ModelName, model_version: ModelVersion

@@ -8,6 +8,7 @@ ours; ``test_v2_triton.py`` runs the whole client against a live ``ilcs serve``.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import struct
 
@@ -271,6 +272,10 @@ BAD_BINARY = {
     "tensor bytes short": framed(
         {"inputs": [tensor_input(data=None, parameters={"binary_data_size": 8})]}, np.zeros(2, "<f4").tobytes()
     ),
+    "tensor far out of range": framed(
+        {"inputs": [tensor_input(data=None, parameters={"binary_data_size": 3 * 64 * 64 * 4})]},
+        np.full(3 * 64 * 64, 3e38, "<f4").tobytes(),
+    ),
     "tensor NaN": framed(
         {"inputs": [tensor_input(data=None, parameters={"binary_data_size": 3 * 64 * 64 * 4})]},
         np.full(3 * 64 * 64, np.nan, "<f4").tobytes(),
@@ -283,6 +288,12 @@ def test_bad_binary_tensor_data_is_a_400_with_the_protocols_error_object(svc, ca
     body, headers = case
     r = svc.post(INFER, content=body, headers=headers)
     assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
+
+
+def test_a_compressed_body_is_refused_with_a_415(svc, png):
+    body = gzip.compress(json.dumps(image_request(png)).encode())
+    r = svc.post(INFER, content=body, headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 415 and "uncompressed" in r.json()["error"]
 
 
 def test_one_bad_image_of_several_fails_the_request_and_is_named(svc, png):
