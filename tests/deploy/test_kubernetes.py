@@ -198,6 +198,9 @@ def test_kserve_resources_are_the_runtime_and_service_kserve_serves(rendered, ro
     assert container["name"] == "kserve-container" and "v2" in runtime["spec"]["protocolVersions"]
     assert container["ports"][0]["containerPort"] == int(env_of(docs, container)["ILCS_PORT"])
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready" in routes
+    annotations = runtime["spec"]["annotations"]
+    assert annotations["prometheus.kserve.io/path"] == "/metrics" in routes
+    assert int(annotations["prometheus.kserve.io/port"]) == container["ports"][0]["containerPort"]
     model = service["spec"]["predictor"]["model"]
     assert model["runtime"] == runtime["metadata"]["name"] and model["protocolVersion"] == "v2"
     assert model["modelFormat"]["name"] in {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
