@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -24,6 +25,7 @@ from service.schemas import Problem
 
 __all__ = [
     "PROBLEM_JSON",
+    "ErrorForm",
     "BadImage",
     "BadRequest",
     "ClientDisconnected",
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 PROBLEM_JSON = "application/problem+json"
+ErrorForm = Callable[[Problem, dict[str, str] | None], Response]  # an API's own error body
 log = logging.getLogger("service")
 
 
@@ -137,31 +140,41 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
     )
 
 
+def _respond(request: Request, problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    """The error in the form of the API the request was for (``install_error_handlers``' ``forms``)."""
+    path = request.url.path
+    forms: dict[str, ErrorForm] = getattr(request.app.state, "error_forms", {})
+    for prefix, render in forms.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render(problem, headers)
+    return problem_response(problem, headers)
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> Response:
     headers = exc.headers if isinstance(exc, ServiceError) else None
     if isinstance(exc, QueueFull):  # a retry storm waits here, off the CPU, instead of coming straight back
         settings = getattr(request.app.state, "settings", None)
         await asyncio.sleep(getattr(settings, "refusal_delay_s", 0.0))
     if not isinstance(exc, ServiceError | ImageDecodeError | ImageTooLargeError | ClientDisconnect):
         log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(problem_for(exc, _request_id(request), request.url.path), headers)
+    return _respond(request, problem_for(exc, _request_id(request), request.url.path), headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     detail = "invalid request parameters: " + "; ".join(parts) + " (see /docs for the API)"
-    return problem_response(problem_for(UnprocessableRequest(detail), _request_id(request), request.url.path))
+    return _respond(request, problem_for(UnprocessableRequest(detail), _request_id(request), request.url.path))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     # Starlette raises these for unknown routes (404), wrong methods (405) and malformed multipart bodies (400).
     hint = "see /docs for the routes and their methods" if exc.status_code in (404, 405) else "see /docs for the format"
@@ -172,11 +185,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         instance=request.url.path,
         request_id=_request_id(request),
     )
-    return problem_response(problem, dict(exc.headers or {}))
+    return _respond(request, problem, dict(exc.headers or {}))
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every error to a problem+json response."""
+def install_error_handlers(app: FastAPI, forms: dict[str, ErrorForm] | None = None) -> None:
+    """Route every error to a problem+json response, or under a path prefix of ``forms`` to that API's form.
+
+    (The Open Inference Protocol's routes under ``/v2`` answer its ``{"error": ...}`` object.)
+    """
+    app.state.error_forms = dict(forms or {})
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(ImageDecodeError, _service_error)
     app.add_exception_handler(ImageTooLargeError, _service_error)

