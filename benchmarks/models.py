@@ -263,11 +263,12 @@ def _label(ns: argparse.Namespace, threads: int) -> str:
     return f"{ns.label + ', ' if ns.label else ''}{threads} thread{'s' * (threads != 1)}: {what}"
 
 
-def measure(ns: argparse.Namespace, command: str) -> list[dict]:
+def measure(ns: argparse.Namespace, command: str, progress: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Time the grid the options ask for, each (model, path) in its own process; one run per thread count.
 
     With ``--rounds`` above 1 the grid is repeated whole, thread counts and paths interleaved, so a
     change of the machine's load over the run falls on every path alike; each point keeps its median round.
+    ``progress`` is given the runs so far after every round (a long run interrupted keeps its finished rounds).
     """
     jobs = list(VARIANTS.values()) if ns.variants else [(m, {}) for m in ns.models]
     timing = {"warmup": ns.warmup, "reps": ns.reps, "min_time": ns.min_time}
@@ -278,27 +279,33 @@ def measure(ns: argparse.Namespace, command: str) -> list[dict]:
             specs.append({"name": name, "kwargs": kwargs, "path": path, "sizes": ns.sizes, "batches": batches})
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = [f"{x:.2f}" for x in os.getloadavg()]  # other work on the machine, for the report
+    names = [] if ns.variants else [m for m in ns.profile_models if m in ns.models]
+    profiles = {threads: {m: profile(m, ns.profile_size, ns.profile_batch, threads) for m in names}
+                for threads in ns.threads}  # fmt: skip
     rounds: dict[tuple[int, int], list[dict]] = {}
+    runs: list[dict] = []
     for r in range(ns.rounds):
         for threads in ns.threads:
             for i, spec in enumerate(specs):
                 print(f"bench: round {r + 1}, {threads} thread(s), {spec['name']} {spec['kwargs'] or ''} "
                       f"{spec['path']}", file=sys.stderr, flush=True)  # fmt: skip
                 rounds.setdefault((threads, i), []).append(run_in_subprocess(spec | {"threads": threads, **timing}))
-    names = [] if ns.variants else [m for m in ns.profile_models if m in ns.models]
-    return [
-        {
-            "label": _label(ns, threads),
-            "command": command,
-            "date": date,
-            "rounds": ns.rounds,
-            "load": load,
-            "machine": machine() | {"threads": threads} | _runtime_versions(),
-            "results": [median_round(rounds[(threads, i)]) for i in range(len(specs))],
-            "profiles": {m: profile(m, ns.profile_size, ns.profile_batch, threads) for m in names},
-        }  # fmt: skip
-        for threads in ns.threads
-    ]
+        runs = [
+            {
+                "label": _label(ns, threads),
+                "command": command,
+                "date": date,
+                "rounds": r + 1,
+                "load": load,
+                "machine": machine() | {"threads": threads} | _runtime_versions(),
+                "results": [median_round(rounds[(threads, i)]) for i in range(len(specs))],
+                "profiles": profiles[threads],
+            }  # fmt: skip
+            for threads in ns.threads
+        ]
+        if progress is not None:
+            progress(runs)
+    return runs
 
 
 def _runtime_versions() -> dict[str, str]:
@@ -326,8 +333,6 @@ def median_round(results: list[dict]) -> dict:
 
 def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
     """``python -m benchmarks.models [options]``, or ``ilcs bench --models`` (its namespace: only ``out`` is read)."""
-    from benchmarks.speed_report import render_speed
-
     if isinstance(args, argparse.Namespace):
         ns = build_parser().parse_args(["--out", args.out] if getattr(args, "out", None) else [])
         command = "ilcs bench --models" + (f" --out {args.out}" if getattr(args, "out", None) else "")
@@ -340,12 +345,20 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
         return
     out = Path(ns.out)
     if ns.render:
-        runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+        _write(out, [])
     else:
-        for run in measure(ns, command):
-            runs = save_run(out.with_suffix(".json"), run)
-    out.write_text(render_speed(runs, json_name=out.with_suffix(".json").name))
+        measure(ns, command, progress=lambda runs: _write(out, runs))
     print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def _write(out: Path, runs: list[dict]) -> None:
+    """Keep ``runs`` in the report's .json (each replacing its label's earlier run) and render the report."""
+    from benchmarks.speed_report import render_speed
+
+    for run in runs:
+        save_run(out.with_suffix(".json"), run)
+    kept = json.loads(out.with_suffix(".json").read_text())["runs"]
+    out.write_text(render_speed(kept, json_name=out.with_suffix(".json").name))
 
 
 if __name__ == "__main__":

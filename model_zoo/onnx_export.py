@@ -48,7 +48,7 @@ def export_onnx(model: nn.Module, card: ModelCard, out: str | Path, opset: int =
     batch = torch.export.Dim("batch", min=1, max=4096)
     with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines are not our output
         torch.onnx.export(
-            LogitsAndAttention(model),
+            LogitsAndAttention(model).eval(),
             (example,),
             str(out),
             dynamo=True,
