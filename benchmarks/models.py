@@ -268,7 +268,7 @@ def measure(ns: argparse.Namespace, command: str, progress: Callable[[list[dict]
 
     With ``--rounds`` above 1 the grid is repeated whole, thread counts and paths interleaved, so a
     change of the machine's load over the run falls on every path alike; each point keeps its median round.
-    ``progress`` is given the runs so far after every round (a long run interrupted keeps its finished rounds).
+    ``progress`` is given the runs so far after each thread count of each round (an interrupted run keeps them).
     """
     jobs = list(VARIANTS.values()) if ns.variants else [(m, {}) for m in ns.models]
     timing = {"warmup": ns.warmup, "reps": ns.reps, "min_time": ns.min_time}
@@ -290,21 +290,22 @@ def measure(ns: argparse.Namespace, command: str, progress: Callable[[list[dict]
                 print(f"bench: round {r + 1}, {threads} thread(s), {spec['name']} {spec['kwargs'] or ''} "
                       f"{spec['path']}", file=sys.stderr, flush=True)  # fmt: skip
                 rounds.setdefault((threads, i), []).append(run_in_subprocess(spec | {"threads": threads, **timing}))
-        runs = [
-            {
-                "label": _label(ns, threads),
-                "command": command,
-                "date": date,
-                "rounds": r + 1,
-                "load": load,
-                "machine": machine() | {"threads": threads} | _runtime_versions(),
-                "results": [median_round(rounds[(threads, i)]) for i in range(len(specs))],
-                "profiles": profiles[threads],
-            }  # fmt: skip
-            for threads in ns.threads
-        ]
-        if progress is not None:
-            progress(runs)
+            runs = [
+                {
+                    "label": _label(ns, t),
+                    "command": command,
+                    "date": date,
+                    "rounds": len(rounds[(t, 0)]),
+                    "load": load,
+                    "machine": machine() | {"threads": t} | _runtime_versions(),
+                    "results": [median_round(rounds[(t, i)]) for i in range(len(specs))],
+                    "profiles": profiles[t],
+                }
+                for t in ns.threads
+                if (t, 0) in rounds and len(rounds[(t, len(specs) - 1)]) == len(rounds[(t, 0)])
+            ]
+            if progress is not None:
+                progress(runs)
     return runs
 
 
