@@ -199,6 +199,9 @@ def _run_section(run: dict) -> str:
         out[-1] += f" {run['rounds']} rounds, interleaved; each point is its median round."
     if run.get("load"):
         out[-1] += f" Load average (1/5/15 min) when the run began: {' / '.join(run['load'])}."
+        if float(run["load"][0]) > m["logical_cpus"]:
+            out[-1] += (" The machine was loaded (other work shared its CPUs), so every figure is lower than on a"
+                        " quiet machine: compare paths within this run, not with other runs.")  # fmt: skip
     compared = [v for v in models if v.split(" ")[0] == A]
     if B in models and compared:
         out += ["", "ILCS over MobileNetV2, throughput at equal input and batch (best: each one's fastest path):", ""]
