@@ -58,6 +58,11 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     && ln -s "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/model_zoo/checkpoints" /opt/ilcs/checkpoints \
     && test -f /opt/ilcs/checkpoints/ilcs_neu.safetensors \
     && test -f /opt/ilcs/checkpoints/ilcs_neu.json
+# The shipped checkpoint's ONNX graph, exported once here rather than at every start (ILCS_BACKEND=auto measures
+# OpenVINO on it); the folder is the service's, so a mounted checkpoint's graph is added there on its first start.
+ENV ILCS_ONNX_CACHE=/opt/ilcs/onnx
+RUN python -m model_zoo.onnx_export /opt/ilcs/checkpoints/ilcs_neu /opt/ilcs/onnx \
+    && chown -R 10001:10001 /opt/ilcs/onnx
 # Numeric, so Kubernetes runAsNonRoot and the host can verify it is not root.
 USER 10001:10001
 WORKDIR /home/ilcs

@@ -254,7 +254,8 @@ def request_payloads(images: list[bytes]) -> list[bytes]:
 class Service:
     """``ilcs serve`` in a subprocess on a free loopback port, ready when entered."""
 
-    def __init__(self, batch: int, delay_ms: float, queue_size: int, **env: str) -> None:
+    def __init__(self, batch: int, delay_ms: float, queue_size: int, cwd: Path | None = None, **env: str) -> None:
+        self.cwd = cwd  # the source tree to serve from (benchmarks.ab), else this installation
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -271,7 +272,7 @@ class Service:
     def __enter__(self) -> Service:
         self.log = tempfile.NamedTemporaryFile("w+", prefix="ilcs-serve-", suffix=".log")  # noqa: SIM115
         cmd = [sys.executable, "-m", "ilcs_cli", "serve", "--host", self.host, "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, env=self.env, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while not self._ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:

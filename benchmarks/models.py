@@ -4,7 +4,11 @@ Throughput and latency per image over a grid of batch sizes and inputs, for each
 model on execution paths side by side: ``eager`` (fp32, NCHW, ``no_grad``), ``cl``
 (channels-last, ``inference_mode``), ``jit`` (channels-last, ``torch.jit.trace``,
 ``freeze`` and ``optimize_for_inference``, which folds BatchNorm and fuses activations
-into oneDNN kernels) and ``compile`` (``torch.compile``, one compilation per shape).
+into oneDNN kernels), ``compile`` (``torch.compile``, one compilation per shape), and the
+service's backends (``service.backends``): ``frozen`` (its torch backend, a frozen TorchScript
+graph), ``onnxruntime`` and ``openvino`` (the graph ``model_zoo.onnx_export`` writes, with the
+service's session options). ``--rounds`` repeats the whole grid, (model, path) after (model, path),
+so every path sees the same machine load; each point keeps its median round.
 Each (model, path) runs in a fresh subprocess, so its peak resident memory is its own.
 The run is added to ``reports/speed.json`` under its label (replacing an earlier run
 of that label) and ``reports/speed.md`` is rendered from all the runs there.
@@ -13,6 +17,7 @@ of that label) and ``reports/speed.md`` is rendered from all the runs there.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -33,7 +38,8 @@ __all__ = ["PATHS", "bench_point", "build_path", "main", "module_breakdown", "sa
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "speed.md"
 MODELS = ("resnet50", "resnet50+miam", "effnet", "effnet+miam", "mobilenet_v2", "mobilenet_v2+miam", "ilcs")
-PATHS = ("eager", "cl", "jit", "compile")
+PATHS = ("eager", "cl", "jit", "compile", "frozen", "onnxruntime", "openvino")
+RUNTIMES = ("frozen", "onnxruntime", "openvino")  # the service's backends
 # ILCS's switchable variants for --variants: label -> (registry name, constructor arguments). The first ships.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "ilcs": ("ilcs", {}),
@@ -62,14 +68,32 @@ def build_path(model: nn.Module, path: str, example: torch.Tensor) -> tuple[Call
             return torch.jit.optimize_for_inference(torch.jit.freeze(traced)), x
     if path == "compile":
         return torch.compile(model, dynamic=False), x
+    if path in RUNTIMES:
+        return _runtime(model, path, example)
     msg = f"unknown path {path!r}; choose one of {', '.join(PATHS)}"
     raise ValueError(msg)
+
+
+def _runtime(model: nn.Module, path: str, example: torch.Tensor) -> tuple[Callable, torch.Tensor]:
+    """One of the service's backends on ``model``, with this process's torch thread count, one worker."""
+    from model_zoo.checkpoint import ModelCard
+    from model_zoo.onnx_export import default_cache_dir
+    from service.backends import build_runner
+
+    size, threads = example.shape[-1], torch.get_num_threads()
+    # The weights are seeded, so the same for every round: the graph is exported once per model and input size.
+    digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in model.state_dict().values()))
+    card = ModelCard(arch=f"bench-{size}", labels=[], input_size=size, in_chans=example.shape[1],
+                     weights_sha256=digest.hexdigest())  # fmt: skip
+    runner = build_runner(path.replace("frozen", "torch"), model, card, torch.device("cpu"), threads, 1,
+                          graph=True, cache_dir=default_cache_dir() / "bench")  # fmt: skip
+    return runner, example.contiguous(memory_format=torch.channels_last)
 
 
 def bench_point(forward: Callable, x: torch.Tensor, path: str, warmup: int = 3, reps: int = 10, min_time: float = 1.0):
     """Time ``forward(x)`` one call at a time, after warm-up, until ``reps`` calls and ``min_time`` seconds."""
     # A frozen TorchScript module runs under no_grad; inference_mode tensors cannot enter it on every torch.
-    with torch.no_grad() if path in ("eager", "jit") else torch.inference_mode():
+    with torch.no_grad() if path in ("eager", "jit", *RUNTIMES) else torch.inference_mode():
         t0 = time.perf_counter()
         forward(x)  # the first call pays for tracing, freezing or compiling
         first = time.perf_counter() - t0
@@ -218,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paths", nargs="+", default=["eager", "jit"], choices=PATHS)
     p.add_argument("--sizes", type=int, nargs="+", default=[160, 200, 300])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count()], help="one run per thread count")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the grid, paths interleaved; median round per point")
     p.add_argument("--compile-models", nargs="*", default=["ilcs", "mobilenet_v2"], help="also timed on `compile`")
     p.add_argument("--compile-batches", type=int, nargs="*", default=[1, 16], help="batch sizes of `compile`")
     p.add_argument("--warmup", type=int, default=3)
@@ -233,34 +258,82 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _label(ns: argparse.Namespace) -> str:
+def _label(ns: argparse.Namespace, threads: int) -> str:
     what = "ILCS variants" if ns.variants else "the seven models" if len(ns.models) == 7 else ", ".join(ns.models)
-    return f"{ns.threads} thread{'s' * (ns.threads != 1)}: {what}"
+    return f"{ns.label + ', ' if ns.label else ''}{threads} thread{'s' * (threads != 1)}: {what}"
 
 
-def measure(ns: argparse.Namespace, command: str) -> dict:
-    """Time the grid the options ask for, each (model, path) in its own process; return the run."""
+def measure(ns: argparse.Namespace, command: str, progress: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Time the grid the options ask for, each (model, path) in its own process; one run per thread count.
+
+    With ``--rounds`` above 1 the grid is repeated whole, thread counts and paths interleaved, so a
+    change of the machine's load over the run falls on every path alike; each point keeps its median round.
+    ``progress`` is given the runs so far after each thread count of each round (an interrupted run keeps them).
+    """
     jobs = list(VARIANTS.values()) if ns.variants else [(m, {}) for m in ns.models]
     timing = {"warmup": ns.warmup, "reps": ns.reps, "min_time": ns.min_time}
-    results = []
+    specs = []
     for name, kwargs in jobs:
         for path in [*ns.paths, *(["compile"] if name in ns.compile_models and "compile" not in ns.paths else [])]:
-            print(f"bench: {name} {kwargs or ''} {path}", file=sys.stderr, flush=True)
             batches = ns.compile_batches if path == "compile" and ns.compile_batches else ns.batches
-            spec = {"name": name, "kwargs": kwargs, "path": path, "sizes": ns.sizes, "batches": batches}
-            results.append(run_in_subprocess(spec | {"threads": ns.threads, **timing}))
+            specs.append({"name": name, "kwargs": kwargs, "path": path, "sizes": ns.sizes, "batches": batches})
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = [f"{x:.2f}" for x in os.getloadavg()]  # other work on the machine, for the report
     names = [] if ns.variants else [m for m in ns.profile_models if m in ns.models]
-    profiles = {m: profile(m, ns.profile_size, ns.profile_batch, ns.threads) for m in names}
-    return {
-        "label": ns.label or _label(ns), "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine() | {"threads": ns.threads}, "results": results, "profiles": profiles,
-    }  # fmt: skip
+    profiles = {threads: {m: profile(m, ns.profile_size, ns.profile_batch, threads) for m in names}
+                for threads in ns.threads}  # fmt: skip
+    rounds: dict[tuple[int, int], list[dict]] = {}
+    runs: list[dict] = []
+    for r in range(ns.rounds):
+        for threads in ns.threads:
+            for i, spec in enumerate(specs):
+                print(f"bench: round {r + 1}, {threads} thread(s), {spec['name']} {spec['kwargs'] or ''} "
+                      f"{spec['path']}", file=sys.stderr, flush=True)  # fmt: skip
+                rounds.setdefault((threads, i), []).append(run_in_subprocess(spec | {"threads": threads, **timing}))
+            runs = [
+                {
+                    "label": _label(ns, t),
+                    "command": command,
+                    "date": date,
+                    "rounds": len(rounds[(t, 0)]),
+                    "load": load,
+                    "machine": machine() | {"threads": t} | _runtime_versions(),
+                    "results": [median_round(rounds[(t, i)]) for i in range(len(specs))],
+                    "profiles": profiles[t],
+                }
+                for t in ns.threads
+                if (t, 0) in rounds and len(rounds[(t, len(specs) - 1)]) == len(rounds[(t, 0)])
+            ]
+            if progress is not None:
+                progress(runs)
+    return runs
+
+
+def _runtime_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("onnxruntime", "openvino"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def median_round(results: list[dict]) -> dict:
+    """One (model, path)'s rounds as one result: each point from its median round, all rounds' img/s beside it."""
+    merged = dict(results[0], peak_rss_mb=max(r["peak_rss_mb"] for r in results))
+    points = []
+    for i in range(len(results[0]["points"])):
+        seen = sorted((r["points"][i] for r in results), key=lambda p: p["img_per_s"])
+        points.append(seen[(len(seen) - 1) // 2] | {"rounds_img_per_s": [r["points"][i]["img_per_s"] for r in results]})
+    merged["points"] = points
+    return merged
 
 
 def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
     """``python -m benchmarks.models [options]``, or ``ilcs bench --models`` (its namespace: only ``out`` is read)."""
-    from benchmarks.speed_report import render_speed
-
     if isinstance(args, argparse.Namespace):
         ns = build_parser().parse_args(["--out", args.out] if getattr(args, "out", None) else [])
         command = "ilcs bench --models" + (f" --out {args.out}" if getattr(args, "out", None) else "")
@@ -273,11 +346,20 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> None:
         return
     out = Path(ns.out)
     if ns.render:
-        runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+        _write(out, [])
     else:
-        runs = save_run(out.with_suffix(".json"), measure(ns, command))
-    out.write_text(render_speed(runs, json_name=out.with_suffix(".json").name))
+        measure(ns, command, progress=lambda runs: _write(out, runs))
     print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def _write(out: Path, runs: list[dict]) -> None:
+    """Keep ``runs`` in the report's .json (each replacing its label's earlier run) and render the report."""
+    from benchmarks.speed_report import render_speed
+
+    for run in runs:
+        save_run(out.with_suffix(".json"), run)
+    kept = json.loads(out.with_suffix(".json").read_text())["runs"]
+    out.write_text(render_speed(kept, json_name=out.with_suffix(".json").name))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from benchmarks.markdown import render, table
 
 __all__ = ["render_speed", "summary"]
 
-PATHS = ("eager", "cl", "jit", "compile")
+PATHS = ("eager", "cl", "jit", "compile", "frozen", "onnxruntime", "openvino")
+RUNTIMES = ("frozen", "onnxruntime", "openvino")  # the service's backends (ILCS_BACKEND)
 A, B = "ilcs", "mobilenet_v2"  # the question: is the lightest model by FLOPs also the fastest?
 
 
@@ -64,6 +65,8 @@ SENTENCES = {
     "  batch $batch, it speeds ILCS up $ga over eager and MobileNetV2 $gb ($label).",
     "variants": "- Of ILCS's switchable variants, `$top` comes closest: $best MobileNetV2's throughput on each one's\n"
     "  fastest path, against $shipped for the shipped layout ($label); the variants' accuracy is not measured here.",
+    "runtimes": "- **$label**, on the service's runtimes at ${size}x$size, images/s at batch $batches, ILCS against\n"
+    "  MobileNetV2: $cells. ILCS is faster than MobileNetV2 at $faster of $points (runtime, batch) points.",
     "noise": "- Figures of different runs differ by up to $spread for the same point ($model `$path`, batch $batch\n"
     "  at $size: $values img/s); compare figures within a run.",
 }
@@ -122,7 +125,31 @@ def summary(runs: Sequence[dict]) -> list[str]:
             lines.append(
                 _say("variants", top=top, best=f"{best[top]:.2f}x", shipped=f"{best[A]:.2f}x", label=run["label"])
             )
-    return lines + _repeatability(runs)
+    return lines + _runtimes(runs) + _repeatability(runs)
+
+
+def _runtimes(runs: Sequence[dict]) -> list[str]:
+    """Per run: ILCS and MobileNetV2 on each of the service's runtimes, at the smallest input measured."""
+    lines = []
+    for run in runs:
+        pts = _points(run["results"])
+        have = [p for p in RUNTIMES if any(k[1] == p and k[0] == A for k in pts)]
+        if not have:
+            continue
+        size = min(k[2] for k in pts if k[1] in have)
+        batches = sorted({k[3] for k in pts if k[1] in have and k[2] == size})
+        cells, faster, points = [], 0, 0
+        for path in have:
+            a = [pts.get((A, path, size, n)) for n in batches]
+            b = [pts.get((B, path, size, n)) for n in batches]
+            fmt = lambda ps: " / ".join(f"{p['img_per_s']:.0f}" if p else "–" for p in ps)  # noqa: E731
+            cells.append(f"`{path}` {fmt(a)} against {fmt(b)}")
+            pairs = [(x, y) for x, y in zip(a, b, strict=True) if x and y]
+            faster += sum(x["img_per_s"] > y["img_per_s"] for x, y in pairs)
+            points += len(pairs)
+        lines.append(_say("runtimes", label=run["label"], size=size, batches="/".join(map(str, batches)),
+                          cells="; ".join(cells), faster=faster, points=points))  # fmt: skip
+    return lines
 
 
 def _repeatability(runs: Sequence[dict]) -> list[str]:
@@ -163,9 +190,18 @@ def _run_section(run: dict) -> str:
         f"## {run['label']}",
         "",
         f"Measured {run['date']} on {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['threads']} thread(s), "
-        f"ISA {m['isa']}, oneDNN {'on' if m['mkldnn'] else 'off'}, torch {m['torch']}, by",
+        f"ISA {m['isa']}, oneDNN {'on' if m['mkldnn'] else 'off'}, torch {m['torch']}"
+        + "".join(f", {k} {m[k]}" for k in ("onnxruntime", "openvino") if k in m)
+        + ", by",
         f"`{run['command']}`.",
     ]
+    if run.get("rounds", 1) > 1:
+        out[-1] += f" {run['rounds']} rounds, interleaved; each point is its median round."
+    if run.get("load"):
+        out[-1] += f" Load average (1/5/15 min) when the run began: {' / '.join(run['load'])}."
+        if float(run["load"][0]) > m["logical_cpus"]:
+            out[-1] += (" The machine was loaded (other work shared its CPUs), so every figure is lower than on a"
+                        " quiet machine: compare paths within this run, not with other runs.")  # fmt: skip
     compared = [v for v in models if v.split(" ")[0] == A]
     if B in models and compared:
         out += ["", "ILCS over MobileNetV2, throughput at equal input and batch (best: each one's fastest path):", ""]

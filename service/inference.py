@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,15 +23,15 @@ import torch
 from torch import nn
 
 from model_zoo.checkpoint import ModelCard, load_checkpoint
-from model_zoo.device import inference_dtype, resolve_device
-from model_zoo.models.base import LogitsAndAttention
+from model_zoo.device import resolve_device
 from model_zoo.preprocess import ImageTooLargeError, Preprocess
+from service.backends import build_runner, check_backend
 from service.errors import BadImage
 
 if TYPE_CHECKING:
     from service.settings import Settings
 
-__all__ = ["Engine", "Prediction", "decode_frame", "plan_workers", "top_k"]
+__all__ = ["DeviceFailed", "Engine", "Prediction", "decode_frame", "plan_workers", "top_k"]
 
 log = logging.getLogger("service")
 
@@ -79,22 +78,48 @@ def plan_workers(device: torch.device, workers: int | None, threads: int | None)
     return workers, threads or max(1, cores // workers)
 
 
+class DeviceFailed(RuntimeError):
+    """The device failed in a way that outlives the call (a sticky CUDA error): only a restart recovers."""
+
+
+def _is_cuda_error(exc: BaseException) -> bool:
+    """A CUDA runtime error (torch raises them as ``RuntimeError``, or ``AcceleratorError`` where it has one)."""
+    accelerator = getattr(torch, "AcceleratorError", None)
+    return (accelerator is not None and isinstance(exc, accelerator)) or "CUDA error" in str(exc)
+
+
 class Engine:
-    """The loaded model with its card, preprocessing, device and dtype; ``workers`` may call ``predict`` at once."""
+    """The loaded model with its card, preprocessing, device and backend; ``workers`` may call ``predict`` at once.
+
+    ``runner`` is the backend's forward pass (``service.backends``): everything else, preprocessing,
+    softmax, the attention map and batching, is the same whichever runtime computes the forward.
+    """
 
     def __init__(
-        self, model: nn.Module, card: ModelCard, device: torch.device, workers: int = 1, graph: bool = False
+        self,
+        model: nn.Module,
+        card: ModelCard,
+        device: torch.device,
+        workers: int = 1,
+        graph: bool = False,
+        backend: str = "torch",
+        threads: int = 1,
+        cache_dir: Path | None = None,
     ) -> None:
         self.workers = workers
+        self.threads = threads
         self.device = device
-        self.dtype = inference_dtype(device)
-        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.model = model
         self.card = card
         self.preprocess = Preprocess.from_card(card)
         # Cards written before these fields existed: plain softmax, and a heatmap named for what it is.
         self.temperature = float(getattr(card, "temperature", 1.0))
         self.heatmap_method = str(getattr(card, "heatmap_method", "model_attention"))
-        self.graph = _freeze(self.model, self.example_input(2)) if graph and device.type == "cpu" else None
+        self._graph, self._cache_dir = graph, cache_dir
+        self.runner = build_runner(backend, model, card, device, threads, workers, graph, cache_dir)
+        self.backend = self.runner.name
+        self.dtype = self.runner.dtype
+        self.broken: str | None = None  # why the device can no longer run the model (a sticky CUDA error)
 
     @classmethod
     def load(
@@ -104,27 +129,46 @@ class Engine:
         threads: int | None = None,
         workers: int | None = None,
         graph: bool = True,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
     ) -> Engine:
         """Load and verify a checkpoint onto ``device`` ("auto": CUDA in fp16 when present, else CPU).
 
         ``workers`` and ``threads`` default as ``plan_workers`` says; torch's thread count is set process-wide.
-        ``graph``: on the CPU, run the model as a frozen TorchScript graph (see ``_freeze``).
+        ``graph``: on the CPU, run the torch backend as a frozen TorchScript graph (``service.backends``).
+        ``backend`` "auto" loads torch here; ``Runtime`` measures the others at start-up and switches.
         """
         dev = resolve_device(device)
+        check_backend(backend, dev)
         workers, threads = plan_workers(dev, workers, threads)
         torch.set_num_threads(threads)
         model, card = load_checkpoint(checkpoint, map_location=dev)
-        engine = cls(model, card, dev, workers, graph=graph)
+        first = "torch" if backend == "auto" else backend
+        engine = cls(model, card, dev, workers, graph=graph, backend=first, threads=threads, cache_dir=cache_dir)
         log.info(
-            "loaded %s v%s (%s, sha256 %s) on %s/%s: %d model workers x %d torch threads",
-            card.name, card.version, card.arch, card.weights_sha256[:12], dev, engine.dtype, workers, threads,
+            "loaded %s v%s (%s, sha256 %s) on %s/%s with %s: %d model workers x %d threads",
+            card.name, card.version, card.arch, card.weights_sha256[:12], dev, engine.dtype, engine.backend,
+            workers, threads,
         )  # fmt: skip
         return engine
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
-        """``load`` with the service settings' checkpoint, device, threads, workers and graph choice."""
-        return cls.load(settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph)
+        """``load`` with the service settings' checkpoint, device, threads, workers, graph and backend."""
+        return cls.load(
+            settings.checkpoint, settings.device, settings.threads, settings.model_workers, settings.graph,
+            settings.backend, settings.onnx_cache,
+        )  # fmt: skip
+
+    def with_backend(self, backend: str) -> Engine:
+        """The same model, card and workers on another backend (built, and checked against torch, now)."""
+        return Engine(self.model, self.card, self.device, self.workers, self._graph, backend, self.threads,
+                      self._cache_dir)  # fmt: skip
+
+    @property
+    def graph(self) -> torch.jit.ScriptModule | None:
+        """The frozen TorchScript graph of the torch backend on the CPU, if it runs one."""
+        return getattr(self.runner, "graph", None)
 
     @property
     def labels(self) -> list[str]:
@@ -135,14 +179,33 @@ class Engine:
         return self.preprocess(image)
 
     def predict(self, inputs: list[torch.Tensor]) -> list[Prediction]:
-        """Stack prepared images, run the model once, and split its outputs per image."""
+        """Stack prepared images, run the backend once, and split its outputs per image.
+
+        A GPU out of memory runs the batch again in two halves (down to one image); any other CUDA
+        error is sticky (the context is lost until the process restarts), so the engine turns
+        ``broken`` and every later call fails at once with ``DeviceFailed``.
+        """
+        if self.broken is not None:
+            raise DeviceFailed(self.broken)
+        try:
+            return self._predict(inputs)
+        except torch.cuda.OutOfMemoryError:
+            if len(inputs) == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning("out of GPU memory on a batch of %d; running it in two halves", len(inputs))
+            half = len(inputs) // 2
+            return self.predict(inputs[:half]) + self.predict(inputs[half:])
+        except RuntimeError as exc:
+            if _is_cuda_error(exc):
+                self.broken = f"the GPU failed ({str(exc).splitlines()[0]}); the service must be restarted"
+                log.error("%s: turning unready", self.broken)
+            raise
+
+    def _predict(self, inputs: list[torch.Tensor]) -> list[Prediction]:
         with torch.inference_mode():
-            x = torch.cat(inputs).to(self.device, self.dtype, non_blocking=True)
-            if self.graph is not None:
-                logits, attention = self.graph(x)
-            else:
-                out = self.model.forward_with_attention(x)
-                logits, attention = out.logits, out.attention
+            logits, attention = self.runner(torch.cat(inputs))
             scores = torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
             maps = attention.float()[:, 0].cpu().numpy()
         return [Prediction(s, a) for s, a in zip(scores, maps, strict=True)]
@@ -160,18 +223,3 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
-
-
-def _freeze(model: nn.Module, example: list[torch.Tensor]) -> torch.jit.ScriptModule | None:
-    """The model as a frozen TorchScript graph returning (logits, attention); None if it cannot be traced.
-
-    The graph runs in C++ from end to end, so the model threads do not take turns on the GIL with the
-    request threads between the model's small layers, as an eager forward pass does.
-    """
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit's deprecation notice; tracing notes on shape checks
-            return torch.jit.freeze(torch.jit.trace(LogitsAndAttention(model).eval(), torch.cat(example)))
-    except Exception as exc:  # noqa: BLE001 - the eager model still works: say so and carry on
-        log.warning("could not freeze the model into a graph (%s); running it eagerly", exc)
-        return None

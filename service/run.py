@@ -2,7 +2,7 @@
 
 Before binding, the checkpoint is verified (``model_zoo.checkpoint.load_checkpoint``): a tampered,
 foreign or pickled checkpoint stops ``ilcs serve`` with its reason and exit
-status 2, before anything listens.
+status 2, before anything listens; so does an ``ILCS_BACKEND`` this installation cannot run.
 
 Graceful shutdown (``DrainingServer``): on SIGTERM (or Ctrl-C) the service stops
 admitting (new requests and ``/readyz`` answer 503 with ``Retry-After``) but keeps
@@ -29,6 +29,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from model_zoo.checkpoint import load_checkpoint
+from model_zoo.device import resolve_device
+from service.backends import check_backend
 from service.device_check import checked_device
 from service.logs import configure_logging
 from service.main import create_app
@@ -47,6 +49,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     settings = checked_device(settings)  # a GPU this host lacks: one line and exit 78 (or the CPU fallback)
     load_checkpoint(settings.checkpoint)  # CheckpointError (a ValueError): `ilcs serve: error: ...`, exit 2
+    check_backend(settings.backend, resolve_device(settings.device))  # BackendUnavailable (a ValueError): the same
     server = build_server(create_app(settings), settings, host, port)
     server.run()
     if not server.started:

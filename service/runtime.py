@@ -2,7 +2,9 @@
 
 Created by the lifespan in ``main.py`` and kept on ``app.state.runtime``. Ready
 means: model loaded, calibrated if asked (the batcher is then built with the
-calibrated batch size and delay), every batch size run once (warm-up).
+calibrated batch size and delay), the backend chosen by measurement with
+``ILCS_BACKEND=auto`` (the engine is then the fastest backend's), every batch
+size run once (warm-up).
 Until then ``/readyz`` and ``/classify*`` answer 503 with ``Retry-After``, and
 again from the moment a graceful shutdown begins (``stop_admitting``).
 """
@@ -11,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-import torch
 
 from service import calibration
 from service.admission import Admission
@@ -63,7 +63,7 @@ class Runtime:
     async def start_up(self) -> None:
         """Calibrate (if asked) and warm up in the model threads, then turn ready."""
         try:
-            if self.settings.calibrate:
+            if self.settings.calibrate or self.settings.backend == "auto":
                 await self._calibrate()
             if self.settings.warmup:
                 size = self.batcher.max_batch_size
@@ -79,17 +79,33 @@ class Runtime:
         log.info("ready: batch size %d, delay %.1f ms", self.batcher.max_batch_size, self.batcher.max_delay_s * 1e3)
 
     async def _calibrate(self) -> None:
-        sizes = tuple(s for s in calibration.DEFAULT_SIZES if s <= self.settings.max_batch_size)
+        """Measure the engine (with ``auto``, every installed backend) per batch size; serve with the fastest."""
+        if self.settings.calibrate:
+            sizes = tuple(s for s in calibration.DEFAULT_SIZES if s <= self.settings.max_batch_size)
+        else:  # auto alone: the backend is chosen at the extremes of the configured batching
+            sizes = tuple(sorted({1, self.settings.max_batch_size}))
         seconds = self.settings.calibration_seconds
-        rows = await self.batcher.run_in_model_thread(calibration.measure, self.engine, sizes, seconds)
-        plan = calibration.choose(rows)
+        auto = self.settings.backend == "auto"
+        engines = await self.batcher.run_in_model_thread(calibration.candidates, self.engine, auto)
+        if len(engines) == 1 and not self.settings.calibrate:
+            log.info("backend auto: %s is the only one installed", self.engine.backend)
+            return
+        rows = []
+        for engine in engines:
+            rows += await self.batcher.run_in_model_thread(calibration.measure, engine, sizes, seconds)
+        backend = calibration.fastest_backend(rows)
+        own = [r for r in rows if r.backend == backend]
+        configured = calibration.Plan(self.settings.max_batch_size, self.settings.max_delay_ms)
+        plan = calibration.choose(own) if self.settings.calibrate else configured
         self.calibration = rows
+        self.engine = next(e for e in engines if e.backend == backend)
         # Before any request: the calibrated batcher replaces the configured one, which held nothing yet.
-        configured, self.batcher = self.batcher, self._batcher(plan)
-        await configured.stop()
+        previous, self.batcher = self.batcher, self._batcher(plan)
+        await previous.stop()
         self.batcher.start()
-        log.info("calibration on %s:\n%s", self.engine.device, calibration.format_table(rows, plan.batch_size))
-        log.info("calibration chose batch size %d, delay %.1f ms", plan.batch_size, plan.delay_ms)
+        table = calibration.format_table(rows, plan.batch_size, backend)
+        log.info("calibration on %s:\n%s", self.engine.device, table)
+        log.info("serving with %s, batch size %d, delay %.1f ms", backend, plan.batch_size, plan.delay_ms)
 
     def stop_admitting(self) -> None:
         """Graceful shutdown begins: new requests and /readyz answer 503; the accepted ones carry on."""
@@ -100,6 +116,8 @@ class Runtime:
         if self.stopping:
             msg = "the service is shutting down; retry after the Retry-After seconds (another replica may answer)"
             raise NotReady(msg)
+        if self.engine.broken is not None:  # a sticky device error: an orchestrator should restart this replica
+            raise NotReady(self.engine.broken)
         if not self.ready:
             raise NotReady(f"{self.not_ready_reason}; retry after the Retry-After seconds")
 
@@ -108,8 +126,9 @@ class Runtime:
             **self.engine.card.model_dump(),
             serving=ServingInfo(
                 device=str(self.engine.device),
+                backend=self.engine.backend,
                 workers=self.engine.workers,
-                threads=torch.get_num_threads(),
+                threads=self.engine.threads,
                 dtype=str(self.engine.dtype).removeprefix("torch."),
                 max_batch_size=self.batcher.max_batch_size,
                 max_delay_ms=self.batcher.max_delay_s * 1e3,

@@ -107,6 +107,7 @@ class Health(BaseModel):
 
 
 class CalibrationRow(BaseModel):
+    backend: str = Field("torch", description="the runtime measured: torch, onnxruntime or openvino")
     batch_size: int
     images_per_s: float
     ms_per_batch: float
@@ -114,13 +115,16 @@ class CalibrationRow(BaseModel):
 
 class ServingInfo(BaseModel):
     device: str
+    backend: str = Field(description="the runtime of the model (ILCS_BACKEND; with auto, the one measured fastest)")
     dtype: str
     workers: int = Field(description="model threads running batches side by side")
     threads: int = Field(description="torch threads of each")
     max_batch_size: int
     max_delay_ms: float
     queue_size: int
-    calibration: list[CalibrationRow] | None = Field(None, description="throughput per batch size, if calibrated")
+    calibration: list[CalibrationRow] | None = Field(
+        None, description="throughput per batch size (and backend, with ILCS_BACKEND=auto), if measured at start-up"
+    )
 
 
 class ModelInfo(ModelCard):

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_zoo.checkpoint import SHIPPED_CHECKPOINT
+from service.backends import BackendName
 
 __all__ = ["HeatmapMode", "Settings", "get_settings"]
 
@@ -41,6 +42,16 @@ class Settings(BaseSettings):
         True,
         description="on the CPU, run the model as a frozen TorchScript graph (no Python between its layers, so the "
         "model threads and the request threads do not take turns on the GIL)",
+    )
+    backend: BackendName = Field(
+        "auto",
+        description="the runtime of the model: torch, onnxruntime, openvino, or auto (each one installed is measured "
+        "at start-up at every batch size, and the fastest serves; the table is in the log and GET /model)",
+    )
+    onnx_cache: Path | None = Field(
+        None,
+        description="folder of the ONNX graphs the onnxruntime and openvino backends export from the checkpoint, "
+        "one per weights sha256 (default: $XDG_CACHE_HOME/ilcs or ~/.cache/ilcs)",
     )
 
     max_batch_size: int = Field(16, ge=1, le=256, description="largest batch the model runs")

@@ -55,7 +55,7 @@ def test_the_readme_has_curl_examples_for_every_way_of_sending_an_image():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """``ilcs serve`` as a reader starts it (its defaults), on a free loopback port; yields ``127.0.0.1:<port>``."""
-    with ilcs_serve(tmp_path_factory.mktemp("readme") / "serve.log", threads="1") as url:
+    with ilcs_serve(tmp_path_factory.mktemp("readme") / "serve.log", threads="1", backend="torch") as url:
         yield url.removeprefix("http://")
 
 

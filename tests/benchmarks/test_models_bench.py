@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from importlib.util import find_spec
 
 import pytest
 import torch
@@ -20,6 +21,37 @@ def test_every_path_computes_the_eager_logits(path):
         expected = model(x)
         forward, xp = build_path(model, path, x)
         assert torch.allclose(forward(xp), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", ["frozen", *[p for p in ("onnxruntime", "openvino") if find_spec(p)]])
+def test_the_service_runtimes_compute_the_eager_logits(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the exported graph goes there
+    torch.manual_seed(0)
+    model = create_model("ilcs", input_size=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        forward, xp = build_path(model, path, x)
+        logits, _ = forward(xp)
+    assert torch.allclose(logits, expected, atol=1e-4)
+
+
+def test_rounds_interleave_paths_and_thread_counts_and_keep_each_points_median(tmp_path, monkeypatch):
+    calls, speeds = [], iter([10.0, 30.0, 11.0, 31.0, 12.0, 29.0] * 2)
+    monkeypatch.setattr(
+        "benchmarks.models.run_in_subprocess",
+        lambda spec: calls.append((spec["threads"], spec["path"])) or fake("ilcs", spec["path"], next(speeds)),
+    )
+    out = tmp_path / "speed.md"
+    argv = ["--models", "ilcs", "--paths", "eager", "jit", "--threads", "1", "2", "--rounds", "3", "--compile-models"]
+    main([*argv, "--profile-models", "--out", str(out)])
+    assert calls == [(1, "eager"), (1, "jit"), (2, "eager"), (2, "jit")] * 3
+    runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+    assert [r["label"] for r in runs] == ["1 thread: ilcs", "2 threads: ilcs"]
+    eager = next(r for r in runs[0]["results"] if r["path"] == "eager")
+    assert eager["points"][0]["rounds_img_per_s"] == [10.0, 12.0, 11.0]  # rounds 1-3 of (1 thread, eager)
+    assert eager["points"][0]["img_per_s"] == 11.0
+    assert "3 rounds, interleaved; each point is its median round" in out.read_text()
 
 
 def test_bench_point_reports_median_spread_and_throughput():

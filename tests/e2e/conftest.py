@@ -43,7 +43,7 @@ def live_server(tmp_path_factory) -> Iterator[str]:
     """``ilcs serve`` with the shipped checkpoint on a free loopback port; yields its base URL once ready."""
     log = tmp_path_factory.mktemp("browser") / "serve.log"
     # A long deadline: the page is under test here, not the speed of a machine shared with other work.
-    with ilcs_serve(log, threads="1", max_batch_size="4", request_timeout_s="120") as url:
+    with ilcs_serve(log, threads="1", max_batch_size="4", request_timeout_s="120", backend="torch") as url:
         yield url
 
 

@@ -88,6 +88,9 @@ def settings(tiny_checkpoint) -> Callable[..., Settings]:
             # One model worker, so a gated model call holds back every later batch (tests of
             # several workers say so).
             "model_workers": 1,
+            # torch alone: "auto" would measure every installed backend at each start (tests/service/test_backends.py
+            # covers it)
+            "backend": "torch",
         }
         return IsolatedSettings(**{**base, **overrides})
 

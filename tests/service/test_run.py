@@ -53,3 +53,14 @@ def test_the_cli_leaves_host_and_port_to_the_settings_unless_given():
     assert (args.host, args.port) == (None, None)
     args = build_parser().parse_args(["serve", "--host", "127.0.0.1", "--port", "8001"])
     assert (args.host, args.port) == ("127.0.0.1", 8001)
+
+
+def test_a_backend_this_installation_lacks_stops_serve_before_it_binds(served, monkeypatch):
+    from service import backends
+
+    monkeypatch.setattr(backends, "_installed", lambda module: module != "openvino")
+    monkeypatch.setenv("ILCS_BACKEND", "openvino")
+    get_settings.cache_clear()
+    with pytest.raises(backends.BackendUnavailable, match=r"pip install 'ilcs-inspector\[openvino\]'"):
+        run.serve()
+    assert served == []
