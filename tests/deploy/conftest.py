@@ -34,6 +34,7 @@ INSTALL = {
     "docker-compose": "apt-get install docker-compose (.ci/run does this when root)",
     "promtool": "apt-get install prometheus (.ci/run does this when root)",
     "prometheus": "apt-get install prometheus (.ci/run does this when root)",
+    "nginx": "apt-get install nginx (.ci/run does this when root)",
 }
 
 

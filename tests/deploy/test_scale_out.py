@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from benchmarks.balancer import Balancer, find_nginx
+from tests.deploy.conftest import INSTALL
 from tests.deploy.test_prometheus_e2e import STARTUP_DEADLINE_S, Process, _png, wait_until
 
 CLIENTS = 4
@@ -39,7 +40,7 @@ CLIENTS = 4
 def nginx() -> str:
     binary = find_nginx()
     if binary is None:
-        pytest.skip("nginx is not installed: apt-get install nginx (.ci/run does this when root)")
+        pytest.skip(f"nginx is not installed: {INSTALL['nginx']}")
     return binary
 
 
