@@ -68,8 +68,8 @@ def measure(replicas: int, rounds: int, clients: int, requests: int, batch: int,
                 seconds, latencies, errors = closed_loop(host, port, payloads, clients, requests)
                 row = results.setdefault(name, {"rps": [], "p50": [], "p95": [], "errors": []})
                 row["rps"].append((requests - errors) / seconds)
-                row["p50"].append(float(np.percentile(latencies, 50)) * 1e3)
-                row["p95"].append(float(np.percentile(latencies, 95)) * 1e3)
+                for q in (50, 95):  # NaN when nothing was answered 200
+                    row[f"p{q}"].append(float(np.percentile(latencies, q)) * 1e3 if latencies else float("nan"))
                 row["errors"].append(errors)
                 print(f"round {r + 1}, {name}: {row['rps'][-1]:.1f} req/s, {errors} errors", flush=True)
     return results

@@ -164,9 +164,9 @@ def prometheus(prometheus_binary, free_port, prometheus_config, inspector, tmp_p
 def rewrite_scrape_config(config: dict[str, Any], target: str) -> dict[str, Any]:
     """The deployed config with compose's DNS discovery replaced by ``target`` and a 1 s scrape interval."""
     (job,) = config["scrape_configs"]
-    (dns,) = job.pop("dns_sd_configs")
+    (dns,) = job["dns_sd_configs"]
     assert (dns["names"], dns["port"]) == (["inspector"], 8000), "the deployed discovery changed: update this test"
-    new_job = {**job, "static_configs": [{"targets": [target]}]}
+    new_job = {k: v for k, v in job.items() if k != "dns_sd_configs"} | {"static_configs": [{"targets": [target]}]}
     new_global = {**config["global"], "scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL}
     return {**config, "global": new_global, "scrape_configs": [new_job]}
 

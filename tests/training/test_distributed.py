@@ -1,10 +1,16 @@
 """`ilcs train` under torchrun: the ranks share each global batch, and two processes learn what one does.
 
-The comparison runs the real launcher (``python -m torch.distributed.run``, which is ``torchrun``)
-with two gloo processes on synthetic data at 32 pixels, and the same recipe in one process.
-Augmentation draws and per-rank BatchNorm statistics differ between the two, so the runs are not
-bit-identical: the learning rate after every epoch must be equal (the same number of optimizer
-steps of the same global batch), and the losses and accuracies within TOLERANCE.
+Three levels, from exact to end to end:
+
+* ``shard``: the ranks' local batches make up exactly the global batches of one process;
+* ``train_one_epoch`` under the real launcher (``python -m torch.distributed.run``, i.e. ``torchrun``)
+  with two gloo processes, on a model without BatchNorm and without augmentation: the same weights
+  and figures as one process, to float rounding (and every rank holds the same weights);
+* ``ilcs train`` itself, 2 epochs on synthetic images at 32 pixels, one process against two with the
+  same global batch (16). Each rank draws its own augmentations and BatchNorm normalises over its own
+  half-batch (SyncBatchNorm is GPU-only), so the two runs differ as two seeds do: the learning rate
+  after each epoch must be equal (the same optimizer steps of the same global batch), and the
+  logged figures within TOLERANCE, about the spread between two seeds of one process here.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from training.split import make_split, write_manifest
 from .conftest import write_neu_layout
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCHS, BATCH = 2, 8
-# Largest difference allowed between one and two processes, per logged figure (absolute).
-TOLERANCE = {"train_loss": 0.15, "train_acc": 0.15, "val_loss": 0.2, "val_acc": 0.15}
+EPOCHS, BATCH = 2, 16
+# Largest difference allowed between one and two processes, per logged figure (absolute). One process with
+# seeds 0 and 1 differed by 0.56 in train loss and 0.24 in train accuracy after 2 epochs of a similar run.
+TOLERANCE = {"train_loss": 0.5, "train_acc": 0.25, "train_box_loss": 0.1, "val_loss": 0.25, "val_acc": 0.25}
 
 
 def test_the_ranks_batches_make_up_the_global_batches():
@@ -73,11 +80,12 @@ def _train(args: list[str], out: Path, nproc: int) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    data = write_neu_layout(root / "neu", per_class=12)
+    data = write_neu_layout(root / "neu", per_class=40)
     manifest = root / "split.json"
     write_manifest(make_split(load_image_folder(data, progress=False), seed=0), manifest)
     args = ["--data", str(data), "--manifest", str(manifest), "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-            "--input-size", "32", "--threads", "1", "--model-kwargs", '{"hidden": 32}']  # fmt: skip
+            "--input-size", "32", "--threads", "1", "--warmup-epochs", "0.5",
+            "--model-kwargs", '{"hidden": 32}']  # fmt: skip
     single = _train(args, root / "one", nproc=1)
     double = _train(args, root / "two", nproc=2)
     return {"one": (root / "one", single), "two": (root / "two", double)}
