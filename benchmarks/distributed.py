@@ -50,8 +50,9 @@ def format_report(one: Path, two: Path) -> str:
     for name in ("best_epoch", "val_top1", "test_top1", "test_top5"):
         a, b = m1[name], m2[name]
         rows.append(["chosen", name, f"{a:.4g}", f"{b:.4g}", f"{b - a:+.4g}", _verdict(name, a, b)])
-    t1, t2 = card1["temperature"], card2["temperature"]
-    rows.append(["chosen", "temperature", f"{t1:.4g}", f"{t2:.4g}", f"{t2 - t1:+.4g}", ""])
+    if "calibration" in m1 and "calibration" in m2:  # fitted after the test score; absent while it runs
+        t1, t2 = card1["temperature"], card2["temperature"]
+        rows.append(["chosen", "temperature", f"{t1:.4g}", f"{t2:.4g}", f"{t2 - t1:+.4g}", ""])
     misses = [r for r in rows if r[-1].startswith("**no")]
     verdict = (
         "Every compared figure is within the tolerance."
