@@ -20,7 +20,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-__all__ = ["Ranks", "TrainingForward", "check_batch", "init_from_env", "shard", "sum_over_ranks", "wrap"]
+__all__ = [
+    "Ranks",
+    "TrainingForward",
+    "check_batch",
+    "init_from_env",
+    "shard",
+    "share_of_batch",
+    "sum_over_ranks",
+    "wrap",
+]
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,17 @@ def shard(order: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """
     sampler = DistributedSampler(order, num_replicas=ranks.world_size, rank=ranks.rank, shuffle=False)
     return order[list(sampler)]
+
+
+def share_of_batch(count: int, ranks: Ranks) -> float:
+    """``world_size x count / (count over every rank)``: the factor that turns this rank's mean into its part of
+    the global batch's mean once DistributedDataParallel averages the ranks' gradients (0 when the total is 0).
+
+    A loss averaged over only some images of each batch (the box loss: images with boxes) needs it, since the
+    ranks' shares of those images differ.
+    """
+    (total,) = sum_over_ranks([float(count)])
+    return ranks.world_size * count / total if total else 0.0
 
 
 def sum_over_ranks(values: list[float]) -> list[float]:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from model_zoo.preprocess import Preprocess
 from training.augment import augment_batch, augment_batch_with_masks
-from training.distributed import Ranks, TrainingForward, check_batch, shard, sum_over_ranks
+from training.distributed import Ranks, TrainingForward, check_batch, shard, share_of_batch, sum_over_ranks
 
 __all__ = ["box_loss", "predict", "train_one_epoch"]
 
@@ -74,6 +74,8 @@ def train_one_epoch(
             out = step(preprocess(x).to(device), with_attention=True)
             logits = out.logits
             aux = box_loss(out.attention, m.to(device), valid.to(device))
+            if ranks is not None:  # the mean over the global batch's boxed images, as one process takes it
+                aux = aux * share_of_batch(int(valid.sum()), ranks)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + box_loss_weight * aux
             total_box += aux.item() * len(idx)
         else:

@@ -1,4 +1,4 @@
-"""One training run of ``train_one_epoch`` on a model without BatchNorm, in one process or under torchrun.
+"""One run of ``train_one_epoch`` (box loss included) on a model without BatchNorm, in one process or torchrun.
 
 ``python -m torch.distributed.run --nproc-per-node=N tests/training/ddp_worker.py OUT`` trains on every
 rank, checks that every rank ends with the same weights, and rank 0 writes them and the epochs' figures
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import distributed as dist
@@ -21,17 +22,46 @@ from training.engine import train_one_epoch
 EPOCHS, BATCH, N_IMAGES, SIZE = 2, 8, 44, 12
 
 
+class Output(NamedTuple):
+    logits: torch.Tensor
+    attention: torch.Tensor
+
+
+class TinyAttentionNet(nn.Module):
+    """A gated linear classifier with a heatmap, as the zoo's models have, and no BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Conv2d(1, 1, 3, padding=1)
+        self.head = nn.Linear(SIZE * SIZE, 6)
+
+    def forward_with_attention(self, x: torch.Tensor) -> Output:
+        attention = torch.sigmoid(self.gate(x))
+        return Output(self.head((x * attention).flatten(1)), attention)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_attention(x).logits
+
+
 def run(ranks: Ranks | None) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train a linear classifier on fixed random images, without augmentation: nothing random but the order."""
+    """Train with the box loss on fixed random images, without augmentation: nothing random but the order."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 6))
+    model = TinyAttentionNet()
     g = torch.Generator().manual_seed(1)
     images = [torch.randint(0, 256, (1, SIZE, SIZE), dtype=torch.uint8, generator=g) for _ in range(N_IMAGES)]
     labels = torch.randint(0, 6, (N_IMAGES,), generator=g)
+    # Boxes on two images in three (the others have none, as some NEU images): the heatmap's loss is trained too.
+    masks = [
+        None if i % 3 == 0 else (torch.rand(1, SIZE, SIZE, generator=g) > 0.7).to(torch.uint8) for i in range(N_IMAGES)
+    ]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
     net = model if ranks is None else wrap(model, torch.device("cpu"))
     order = torch.Generator().manual_seed(2)
+
+    def no_augmentation(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return image, mask
+
     figures = [
         train_one_epoch(
             net,
@@ -40,10 +70,12 @@ def run(ranks: Ranks | None) -> tuple[nn.Module, list[dict[str, float]]]:
             optimizer,
             scheduler,
             lambda x: x.float() / 255,
-            lambda img: img,
+            no_augmentation,
             BATCH,
             order,
             torch.device("cpu"),
+            masks=masks,
+            box_loss_weight=1.0,
             ranks=ranks,
         )  # fmt: skip
         for _ in range(EPOCHS)
