@@ -320,16 +320,19 @@ def _cpu_seconds(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) -> Level:
-    """``clients`` closed-loop clients sending ``requests`` requests in all."""
-    sum0, count0 = svc.batches()
-    server0, loop0, client0 = svc.cpu_seconds(), svc.loop_cpu_seconds(), time.process_time()
+def closed_loop(
+    host: str, port: int, payloads: list[bytes], clients: int, requests: int
+) -> tuple[float, list[float], int]:
+    """``clients`` closed-loop clients, one HTTP/1.1 connection each, sending ``requests`` requests in all.
+
+    Returns the wall seconds, the latency of every 200 answer, and the number of other answers.
+    """
     latencies: list[float] = []
     errors = [0]
     counter = itertools.count()
 
     async def client() -> None:
-        reader, writer = await asyncio.open_connection(svc.host, svc.port)
+        reader, writer = await asyncio.open_connection(host, port)
         try:
             while (i := next(counter)) < requests:
                 start = time.perf_counter()
@@ -349,12 +352,19 @@ def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) 
         await asyncio.gather(*(client() for _ in range(clients)))
         return time.perf_counter() - start
 
-    seconds = asyncio.run(everyone())
+    return asyncio.run(everyone()), latencies, errors[0]
+
+
+def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) -> Level:
+    """``clients`` closed-loop clients sending ``requests`` requests in all."""
+    sum0, count0 = svc.batches()
+    server0, loop0, client0 = svc.cpu_seconds(), svc.loop_cpu_seconds(), time.process_time()
+    seconds, latencies, errors = closed_loop(svc.host, svc.port, payloads, clients, requests)
     client_cpu, server_cpu = time.process_time() - client0, svc.cpu_seconds() - server0
     loop_cpu = svc.loop_cpu_seconds() - loop0
     sum1, count1 = svc.batches()
     mean_batch = (sum1 - sum0) / max(count1 - count0, 1)
-    return Level(clients, requests, errors[0], seconds, np.array(latencies), mean_batch, server_cpu, client_cpu,
+    return Level(clients, requests, errors, seconds, np.array(latencies), mean_batch, server_cpu, client_cpu,
                  loop_cpu, sum1 - sum0)  # fmt: skip
 
 

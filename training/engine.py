@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from model_zoo.preprocess import Preprocess
 from training.augment import augment_batch, augment_batch_with_masks
+from training.distributed import Ranks, TrainingForward, check_batch, shard, share_of_batch, sum_over_ranks
 
 __all__ = ["box_loss", "predict", "train_one_epoch"]
 
@@ -45,17 +46,24 @@ def train_one_epoch(
     desc: str = "train",
     masks: Sequence[torch.Tensor | None] | None = None,
     box_loss_weight: float = 0.0,
+    ranks: Ranks | None = None,
 ) -> dict[str, float]:
     """One pass over ``images`` (1 x H x W uint8 tensors) in a shuffled order; returns losses and accuracy.
 
     With ``box_loss_weight`` > 0 and ``masks`` (1 x H x W uint8 box masks, None where an image has
     none), the heatmap of ``forward_with_attention`` is pulled toward the boxes by ``box_loss``.
+    With ``ranks`` (several processes), ``model`` is ``training.distributed.wrap``'s, ``batch_size``
+    the global batch, and this rank trains on its share of each one; the figures returned are every rank's.
     """
     model.train()
+    step = model if ranks is not None else TrainingForward(model)
     supervise = box_loss_weight > 0 and masks is not None and any(m is not None for m in masks)
-    order = torch.randperm(len(images), generator=generator)
+    order = torch.randperm(len(images), generator=generator)  # the same on every rank: the same generator
+    if ranks is not None:
+        order, batch_size = shard(order, ranks), check_batch(batch_size, ranks)
     total_loss, total_box, correct, seen = 0.0, 0.0, 0, 0
-    bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False)
+    quiet = ranks is not None and not ranks.is_main
+    bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=quiet)
     for start in bar:
         idx = order[start : start + batch_size]
         if len(idx) < 2:  # BatchNorm cannot train on a single image
@@ -63,14 +71,16 @@ def train_one_epoch(
         y = labels[idx].to(device)
         if supervise:
             x, m, valid = augment_batch_with_masks([images[i] for i in idx], [masks[i] for i in idx], transform)
-            out = model.forward_with_attention(preprocess(x).to(device))
+            out = step(preprocess(x).to(device), with_attention=True)
             logits = out.logits
             aux = box_loss(out.attention, m.to(device), valid.to(device))
+            if ranks is not None:  # the mean over the global batch's boxed images, as one process takes it
+                aux = aux * share_of_batch(int(valid.sum()), ranks)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + box_loss_weight * aux
             total_box += aux.item() * len(idx)
         else:
             x = preprocess(augment_batch([images[i] for i in idx], transform)).to(device)
-            logits = model(x)
+            logits = step(x)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -80,6 +90,8 @@ def train_one_epoch(
         correct += int((logits.argmax(1) == y).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    if ranks is not None:
+        total_loss, total_box, correct, seen = sum_over_ranks([total_loss, total_box, correct, seen])
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "box_loss": total_box / max(seen, 1)}
 
 

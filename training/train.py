@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import distributed as dist
 from torch.nn import functional as F
 
 from model_zoo.checkpoint import ModelCard, load_checkpoint, save_checkpoint
@@ -29,6 +30,7 @@ from training.augment import train_transform
 from training.calibration import calibrate_checkpoint
 from training.config import DEFAULT_MANIFEST, TrainConfig
 from training.data import load_image_folder
+from training.distributed import init_from_env, wrap
 from training.engine import predict, train_one_epoch
 from training.metrics import classification_report
 from training.split import load_manifest, manifest_sha256
@@ -82,13 +84,19 @@ def _write_log(out: Path, log: list[dict]) -> None:
 
 
 def train(cfg: TrainConfig) -> ModelCard:
-    """Train ``cfg.model`` on the manifest's train list, choose on its val list, score on test."""
+    """Train ``cfg.model`` on the manifest's train list, choose on its val list, score on test.
+
+    Under torchrun with several processes (``training.distributed``), every rank trains and rank 0
+    alone validates, writes the run folder and returns the finished card (the others, the card as trained).
+    """
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    ranks, device = init_from_env(resolve_device(cfg.device))
+    is_main = ranks is None or ranks.is_main
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
 
     manifest = load_manifest(cfg.manifest)
     data = load_image_folder(cfg.data, classes=manifest.get("classes"))
@@ -110,6 +118,8 @@ def train(cfg: TrainConfig) -> ModelCard:
         model.load_state_dict(start.state_dict())
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if ranks is not None:
+        torch.manual_seed(cfg.seed + ranks.rank)  # rank 0's weights are broadcast; each rank augments its own way
     transform = train_transform(cfg.input_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(fit_images) / cfg.batch_size)
@@ -129,7 +139,7 @@ def train(cfg: TrainConfig) -> ModelCard:
         log, best, wall = json.loads(state["log"]), json.loads(state["best"]), float(state["wall"])
         start_epoch = int(state["epoch"]) + 1
         previous = Path(cfg.resume).parent
-        if previous.resolve() != out.resolve():  # carry the best-so-far checkpoint into the new run folder
+        if is_main and previous.resolve() != out.resolve():  # carry the best-so-far checkpoint into the new run folder
             for suffix in (".safetensors", ".json"):
                 if (previous / f"best{suffix}").is_file():
                     shutil.copy2(previous / f"best{suffix}", out / f"best{suffix}")
@@ -155,11 +165,14 @@ def train(cfg: TrainConfig) -> ModelCard:
         },
         heatmap_method=model.heatmap_method,
     )
+    if ranks is not None:
+        card.training["world_size"] = ranks.world_size
     preprocess = Preprocess.from_card(card)
+    net = model if ranks is None else wrap(model, device)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         tr = train_one_epoch(
-            model,
+            net,
             fit_images,
             fit_labels,
             optimizer,
@@ -173,7 +186,10 @@ def train(cfg: TrainConfig) -> ModelCard:
             desc=f"epoch {epoch}/{cfg.epochs}",
             masks=fit_masks,
             box_loss_weight=cfg.box_loss_weight,
+            ranks=ranks,
         )
+        if not is_main:
+            continue
         scores, maps = predict(model, val.images, preprocess, device, with_attention=True)
         val_acc = float((scores.argmax(1) == val.labels).mean())
         val_loss = _val_loss(scores, val.labels)
@@ -212,6 +228,10 @@ def train(cfg: TrainConfig) -> ModelCard:
             out / "last.pt",
         )
 
+    if ranks is not None:
+        dist.destroy_process_group()  # the remaining steps are rank 0's alone
+        if not is_main:
+            return card
     # Score the chosen checkpoint once on the held-out test list (nothing is chosen on it), then fit
     # the temperature on the validation slice.
     model, card = load_checkpoint(out / "best", map_location=device)

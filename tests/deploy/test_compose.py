@@ -103,19 +103,26 @@ def _container_port(service: dict) -> int:
 
 def test_services_are_wired_together(compose, prometheus_config, runtime_stage):
     services = compose["services"]
-    assert set(services) == {"inspector", "prometheus", "grafana"}
+    assert set(services) == {"inspector", "balancer", "prometheus", "grafana"}
     expose = next(int(i.args) for i in runtime_stage if i.keyword == "EXPOSE")
-    assert _container_port(services["inspector"]) == expose
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", f"{name} has no restart policy"
         image = service.get("image", "")
         if "build" not in service:
             assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image version ({image})"
 
-    # Prometheus scrapes the inspector by its service name on its container port.
+    # Replicas: the inspector publishes no host port (two replicas would clash on it) and has no fixed
+    # container name; clients reach it through the balancer, which publishes the service's port.
+    inspector = services["inspector"]
+    assert "ports" not in inspector and "container_name" not in inspector
+    assert [int(p) for p in inspector["expose"]] == [expose]
+    assert interpolate(services["balancer"]["ports"][0], {}) == "0.0.0.0:8000:8000"
+
+    # Prometheus finds every replica by the compose service name (Docker's DNS), on its container port.
     (job,) = prometheus_config["scrape_configs"]
-    (static,) = job["static_configs"]
-    assert static["targets"] == [f"inspector:{expose}"]
+    assert "static_configs" not in job, "a fixed target misses every replica but one"
+    (dns,) = job["dns_sd_configs"]
+    assert (dns["names"], dns["type"], dns["port"]) == (["inspector"], "A", expose)
     assert job.get("metrics_path", "/metrics") == "/metrics"
 
     # Prometheus reads the mounted config.
@@ -207,3 +214,34 @@ def test_gpu_override_builds_the_cuda_image_and_stops_retrying(compose):
     assert interpolate(gpu["build"]["args"]["TORCH_INDEX_URL"], {}) == "https://pypi.org/simple"
     assert interpolate(gpu["image"], {}) != interpolate(base["image"], {}), "the two variants would share a tag"
     assert gpu["restart"].startswith("on-failure:"), "a host without a GPU must not restart it forever"
+
+
+# ---- replicas behind the balancer -----------------------------------------------------------
+
+
+def test_balancer_runs_the_nginx_config_in_front_of_every_replica(compose, inspector_env, runtime_stage):
+    """The files tests/deploy/test_scale_out.py runs are the ones mounted, and they meet the service's settings."""
+    from service.settings import Settings
+
+    balancer = compose["services"]["balancer"]
+    nginx_dir = ROOT / "deploy" / "nginx"
+    assert "./deploy/nginx/ilcs.conf:/etc/nginx/conf.d/default.conf:ro" in balancer["volumes"]
+    assert "./deploy/nginx/servers.conf:/etc/nginx/ilcs/servers.conf:ro" in balancer["volumes"]
+    proxy = (nginx_dir / "ilcs.conf").read_text()
+    assert "include ilcs/servers.conf;" in proxy  # relative to the image's /etc/nginx
+    assert re.search(r"^\s*listen 8000;$", proxy, re.M) and _container_port(balancer) == 8000
+    expose = next(int(i.args) for i in runtime_stage if i.keyword == "EXPOSE")
+    assert re.search(rf"^server inspector:{expose} resolve\b", (nginx_dir / "servers.conf").read_text(), re.M)
+    assert balancer["depends_on"] == {"inspector": {"condition": "service_started"}}
+    assert "/nginx-health" in balancer["healthcheck"]["test"][-1] and "location = /nginx-health" in proxy
+
+    # nginx waits longer than the service's own deadline and its held 503, so the service's answer is the one sent.
+    settings = Settings(**{k.removeprefix("ILCS_").lower(): v for k, v in inspector_env.items()})
+    read_timeout = _seconds(re.search(r"proxy_read_timeout (\S+);", proxy)[1])
+    assert read_timeout > settings.request_timeout_s + settings.refusal_delay_s
+    # nginx lets bodies a little over the service's limit through: clients see the service's problem+json 413.
+    max_body = re.search(r"client_max_body_size (\d+)m;", proxy)[1]
+    assert int(max_body) * 2**20 > settings.max_body_bytes
+    # Refusals and broken connections are sent on to another replica, POSTs included; slow answers are not.
+    retry = re.search(r"proxy_next_upstream ([^;]+);", proxy)[1].split()
+    assert {"error", "http_503", "non_idempotent"} <= set(retry) and "timeout" not in retry

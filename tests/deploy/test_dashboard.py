@@ -25,8 +25,8 @@ _SUFFIXES = {
     "summary": ("", "_sum", "_count", "_created"),
     "info": ("_info",),
 }
-# Series Prometheus makes itself (its alert rules' state), not the service.
-PROMETHEUS_SERIES = {"ALERTS", "ALERTS_FOR_STATE"}
+# Series Prometheus makes itself (its alert rules' state, each target's scrape), not the service.
+PROMETHEUS_SERIES = {"ALERTS", "ALERTS_FOR_STATE", "up"}
 # PromQL words that look like metric names but are not.
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
              "group_right", "inf", "nan", "Inf", "NaN", "atan2"}  # fmt: skip
@@ -128,11 +128,18 @@ def _rows(panels: list[dict]) -> dict[str, list[dict]]:
     return rows
 
 
-def test_rows_alerts_then_operations_then_quality(dashboard):
+def test_rows_alerts_then_replicas_then_operations_then_quality(dashboard):
     rows = _rows(dashboard["panels"])
-    assert list(rows) == ["Alerts", "Operations", "Quality"]
+    assert list(rows) == ["Alerts", "Replicas", "Operations", "Quality"]
     alert_exprs = [t["expr"] for p in rows["Alerts"] for t in p["targets"]]
     assert alert_exprs and all('ALERTS{alertstate="firing"}' in e for e in alert_exprs)
+
+    # Replicas: how many are up, and requests, latency and queue summed over the replicas and per replica.
+    replica_exprs = [t["expr"] for p in rows["Replicas"] for t in p["targets"]]
+    assert any(e.startswith('count(up{job="ilcs-inspector"}') for e in replica_exprs)
+    for metric in ("ilcs_requests_total", "ilcs_request_duration_seconds_bucket", "ilcs_queue_depth"):
+        mine = [e for e in replica_exprs if metric in e]
+        assert any("by (instance" in e for e in mine) and any("instance)" not in e for e in mine), metric
 
     def families(row: str) -> set[str]:
         exprs = [t["expr"] for p in rows[row] for t in p.get("targets", [])]

@@ -5,8 +5,9 @@
    host, port and checkpoint changed: 127.0.0.1, a free port, a tiny checkpoint. It must
    answer /readyz.
 2. A real ``prometheus`` starts on 127.0.0.1 with deploy/prometheus/prometheus.yml, only
-   the target (compose's ``inspector:8000``) and the scrape interval (1 s) rewritten, and the
-   alert rules of deploy/prometheus/alerts.yml without their ``for:`` (so they fire within the test).
+   the targets (DNS discovery of compose's ``inspector`` replicas: here, the one) and the scrape
+   interval (1 s) rewritten, and the alert rules of deploy/prometheus/alerts.yml without their
+   ``for:`` (so they fire within the test).
 3. A client sends classify requests the three ways a PLC or gateway does (multipart,
    raw PNG body, raw gray frame) and some bad ones, the whole time Prometheus is polled.
 4. Through Prometheus' HTTP API: the target is up, and every query of the Grafana dashboard,
@@ -161,11 +162,11 @@ def prometheus(prometheus_binary, free_port, prometheus_config, inspector, tmp_p
 
 
 def rewrite_scrape_config(config: dict[str, Any], target: str) -> dict[str, Any]:
-    """The deployed config with compose's target replaced by ``target`` and a 1 s scrape interval."""
+    """The deployed config with compose's DNS discovery replaced by ``target`` and a 1 s scrape interval."""
     (job,) = config["scrape_configs"]
-    (static,) = job["static_configs"]
-    assert static["targets"] == ["inspector:8000"], "the deployed target changed: update this test with it"
-    new_job = {**job, "static_configs": [{**static, "targets": [target]}]}
+    (dns,) = job["dns_sd_configs"]
+    assert (dns["names"], dns["port"]) == (["inspector"], 8000), "the deployed discovery changed: update this test"
+    new_job = {k: v for k, v in job.items() if k != "dns_sd_configs"} | {"static_configs": [{"targets": [target]}]}
     new_global = {**config["global"], "scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL}
     return {**config, "global": new_global, "scrape_configs": [new_job]}
 
