@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,55 +134,72 @@ class Level:
 
     clients: int
     requests: int
-    errors: int
+    errors: int  # requests not answered 200
     seconds: float
-    latencies: np.ndarray  # seconds, one per answered request
+    latencies: np.ndarray  # seconds, one per request answered 200
     mean_batch: float
     server_cpu_s: float
     client_cpu_s: float
     loop_cpu_s: float = 0.0  # the server's event-loop thread (HTTP, routing, futures, JSON)
     model_images: float = 0.0  # images the model ran on (ilcs_batch_size_sum)
+    statuses: Counter = field(default_factory=Counter)  # status -> requests (None: the connection failed)
 
     @property
     def throughput(self) -> float:
+        """Requests answered 200 per second (the goodput)."""
         return (self.requests - self.errors) / self.seconds
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1e3)
 
 
-def run_level(svc: Service, payloads: list[bytes], clients: int, requests: int) -> Level:
-    """``clients`` closed-loop clients, each on one connection, sending ``requests`` requests in all."""
+def run_level(
+    svc: Service, payloads: list[bytes], clients: int, requests: int | None = None, seconds: float | None = None
+) -> Level:
+    """``clients`` closed-loop clients, each on one connection, until ``requests`` requests in all or ``seconds``.
+
+    Each client sends its next request the moment it has an answer, whatever its status (a 503's
+    ``Retry-After`` is not honoured), and reconnects when the server closes the connection.
+    """
     before = svc.metrics()
     server0, loop0, client0 = svc.cpu_seconds(), svc.cpu_seconds(thread=True), time.process_time()
     latencies: list[float] = []
-    errors = [0]
+    statuses: Counter = Counter()
     counter = itertools.count()
+    limit = requests if requests is not None else float("inf")
 
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection(svc.host, svc.port)
+    async def client(stop: float) -> None:
+        writer = None
         try:
-            while (i := next(counter)) < requests:
+            reader, writer = await asyncio.open_connection(svc.host, svc.port)
+            while time.perf_counter() < stop and (i := next(counter)) < limit:
                 start = time.perf_counter()
                 writer.write(payloads[i % len(payloads)])
-                status, _ = await read_response(reader)
+                status, headers = await read_response(reader)
+                statuses[status] += 1
                 if status == 200:
                     latencies.append(time.perf_counter() - start)
-                else:
-                    errors[0] += 1
+                if headers.get(b"connection", b"").lower() == b"close":
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(svc.host, svc.port)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            statuses[None] += 1
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     async def everyone() -> float:
         start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
+        stop = start + seconds if seconds is not None else float("inf")
+        await asyncio.gather(*(client(stop) for _ in range(clients)))
         return time.perf_counter() - start
 
-    seconds = asyncio.run(everyone())
+    elapsed = asyncio.run(everyone())
     client_cpu, server_cpu = time.process_time() - client0, svc.cpu_seconds() - server0
     loop_cpu = svc.cpu_seconds(thread=True) - loop0
     after = svc.metrics()
     images = after["ilcs_batch_size_sum"] - before["ilcs_batch_size_sum"]
     mean_batch = images / max(after["ilcs_batch_size_count"] - before["ilcs_batch_size_count"], 1)
-    return Level(clients, requests, errors[0], seconds, np.array(latencies), mean_batch, server_cpu, client_cpu,
-                 loop_cpu, images)  # fmt: skip
+    done = sum(statuses.values())
+    return Level(clients, done, done - statuses[200], elapsed, np.array(latencies), mean_batch, server_cpu,
+                 client_cpu, loop_cpu, images, statuses)  # fmt: skip

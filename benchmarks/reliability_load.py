@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.loopback import Service, read_response, run_level
 
-__all__ = ["Outcome", "Overload", "Soak", "Storm", "overload", "retry_storm", "saturation", "soak"]
+__all__ = ["Outcome", "Overload", "Soak", "overload", "saturation", "soak"]
 
 
 def saturation(svc: Service, payload: bytes, clients: int, requests: int) -> float:
@@ -142,50 +142,3 @@ def soak(svc: Service, payloads: list[bytes], requests: int, clients: int = 8, e
         fds.append(values["process_open_fds"])
         print(f"soak: {done + every} requests, rss {rss[-1]:.1f} MB, {fds[-1]:.0f} fds", flush=True)
     return Soak(requests, errors, time.perf_counter() - start, rss, fds)
-
-
-@dataclass(frozen=True)
-class Storm:
-    clients: int
-    seconds: float
-    statuses: dict[int | None, int]  # status -> count (None: the connection failed)
-
-    @property
-    def goodput(self) -> float:
-        """200s per second."""
-        return self.statuses.get(200, 0) / self.seconds
-
-
-def retry_storm(svc: Service, payload: bytes, clients: int, seconds: float) -> Storm:
-    """``clients`` closed-loop clients for ``seconds``, each sending its next request the moment it has an answer.
-
-    A 503 is retried at once, without reading ``Retry-After``: the PLC gateways that do not back off.
-    """
-    statuses: dict[int | None, int] = {}
-
-    async def client(stop: float) -> None:
-        try:
-            reader, writer = await asyncio.open_connection(svc.host, svc.port)
-        except OSError:
-            statuses[None] = statuses.get(None, 0) + 1
-            return
-        try:
-            while time.perf_counter() < stop:
-                writer.write(payload)
-                status, headers = await read_response(reader)
-                statuses[status] = statuses.get(status, 0) + 1
-                if headers.get(b"connection", b"").lower() == b"close":
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(svc.host, svc.port)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            statuses[None] = statuses.get(None, 0) + 1
-        finally:
-            writer.close()
-
-    async def everyone() -> float:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(start + seconds) for _ in range(clients)))
-        return time.perf_counter() - start
-
-    elapsed = asyncio.run(everyone())
-    return Storm(clients, elapsed, statuses)
