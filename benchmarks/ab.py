@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load import Level, Service, load_images, request_payloads, run_level
+from benchmarks.loopback import Level, Service, load_images, request_payloads, run_level
 from benchmarks.machine import machine
 from benchmarks.markdown import table
 

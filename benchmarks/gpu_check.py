@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.load import Service, load_images, request_payloads, run_level
+from benchmarks.loopback import Service, load_images, request_payloads, run_level
 from benchmarks.machine import machine
 from benchmarks.markdown import table
 

@@ -1,23 +1,10 @@
 """``python -m benchmarks.reliability``: bad input, overload, faults, shutdown, security -> reports/reliability.md.
 
-Every figure of the report is measured by this one command, on this machine, on
-the shipped checkpoint served by the real ``ilcs serve`` on 127.0.0.1:
-
-1. the bad-input corpus (``tests/corpus/generate.py``) over HTTP: status of every
-   case, twins compared, a good image after each;
-2. schemathesis's command line against the served OpenAPI schema (bounded);
-3. saturation (closed loop), then an open-loop overload at ``--overload`` times it;
-4. the soak: ``--requests`` requests (20,000 by default), resident memory and open
-   file descriptors of the server along the way;
-5. API keys: the latency of refusals for wrong keys sharing no prefix with the
-   real one against keys that differ in the last character only;
-6. start-up refusals: ``ilcs serve`` on a tampered, a foreign and a pickled checkpoint;
-7. the test files that prove the rest by construction (faults, shutdown, security),
-   run with pytest, their counts and time.
-
-Options: ``--requests N`` (soak), ``--overload X``, ``--seconds S`` (overload run),
-``--skip-soak``, ``--out PATH``. Run it from the repository root; it takes 15 to
-30 minutes on the 2-core development VM, most of it the soak.
+Every figure is measured by this one command, on the shipped checkpoint served by the real
+``ilcs serve`` on 127.0.0.1: the bad-input corpus over HTTP, schemathesis against the served
+schema, saturation then an open-loop overload, a retry storm, the soak (memory and file
+descriptors), API-key compare timing, start-up refusals, and the test files that prove the
+rest by construction. Run it from the repository root; the soak takes most of its time.
 """
 
 from __future__ import annotations
@@ -40,8 +27,10 @@ import httpx
 import numpy as np
 import torch
 
-from benchmarks.load import Service, load_images, machine
-from benchmarks.reliability_load import metrics_of, overload, request_bytes, retry_storm, saturation, soak
+from benchmarks.loopback import Service, load_images, request_bytes, run_level
+from benchmarks.machine import machine
+from benchmarks.markdown import render, table
+from benchmarks.reliability_load import overload, saturation, soak
 
 __all__ = ["main"]
 
@@ -92,8 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     for step in steps:  # the report is rewritten after each section: a late failure keeps the earlier figures
         sections.append(step())
         done = len(sections) == len(steps)
-        if done:
-            context["other heavy processes"] += " / at the end: " + _training()
         minutes = (datetime.now(UTC) - began).total_seconds() / 60
         head = (
             "# Reliability: bad input, overload, faults, shutdown, security\n\n"
@@ -109,17 +96,6 @@ def main(argv: list[str] | None = None) -> None:
 # ---- context --------------------------------------------------------------------------------------
 
 
-def _training() -> str:
-    """Other heavy work on the machine: training runs and other benchmarks (not this one)."""
-    found = subprocess.run(["pgrep", "-af", r"ilcs train|benchmarks\."], capture_output=True, text=True).stdout
-    lines = [line for line in found.splitlines() if "pgrep" not in line and "benchmarks.reliability" not in line]
-    lines = [line for line in lines if not line.split(None, 1)[1].startswith(("timeout", "bash", "/bin/sh"))]
-    if not lines:
-        return "none"
-    names = Counter("ilcs train" if "ilcs train" in line else line.split("-m ")[-1].split()[0] for line in lines)
-    return ", ".join(f"{n} x `{name}`" for name, n in names.items()) + " beside the service"
-
-
 def _context() -> dict[str, str]:
     info = machine()
     card = json.loads(Path("model_zoo/checkpoints/ilcs_neu.json").read_text())
@@ -129,7 +105,6 @@ def _context() -> dict[str, str]:
         "torch / Python": f"{torch.__version__} / {sys.version.split()[0]}",
         "checkpoint": f"{card['name']} v{card['version']} (input {card['input_size']}), shipped",
         "load average at start": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "other heavy processes": "at the start: " + _training(),
     }
 
 
@@ -174,27 +149,16 @@ def _corpus_section() -> str:
             after = client.post("/classify", content=good, headers={"content-type": "image/png"})
             if after.status_code != 200 or _distance(_scores(after), reference) > 1e-5:
                 after_bad += 1
-        errors = {k: v for k, v in metrics_of(svc).items() if k.startswith("ilcs_batch_failures")}
-    seconds = time.perf_counter() - start
-    five = sum(n for s, n in statuses.items() if s >= 500)
-    rows = "".join(f"| {s} | {n} |\n" for s, n in sorted(statuses.items()))
-    kinds = "".join(f"| {k} | {n} |\n" for k, n in sorted(by_expect.items()))
-    return (
-        "## Bad input: the corpus over HTTP\n\n"
-        f"{len(cases)} distinct inputs made by `tests/corpus/generate.py` (limits: {LIMITS}), each sent to the "
-        f"shipped model under `ilcs serve`, then a good 200 x 200 image; {seconds:.0f} s.\n\n"
-        f"| status | cases |\n| ---: | ---: |\n{rows}\n"
-        f"| expected -> got | cases |\n| --- | ---: |\n{kinds}\n"
-        f"- **5xx: {five}**; worker crashes: {errors.get('ilcs_batch_failures_total', 0):.0f} failed batches; "
-        f"good image right after a case answered wrongly or not at all: **{after_bad}** times.\n"
-        f"- Odd-but-valid inputs answered: largest score difference from the clean twin {worst_twin:.2e} "
-        "(EXIF-rotated, CMYK, palette, RGBA, 16-bit, float, multi-page, mislabelled types...).\n"
-        f"- Cases not as expected: {len(wrong)}" + (": " + "; ".join(wrong[:20]) if wrong else "") + ".\n"
-        "- Not problem+json: what uvicorn's HTTP parser (h11) refuses before the app sees it (a request head it cannot "
-        "parse within its 16 KiB buffer, such as 1 MB of headers; malformed request lines, lengths or chunked "
-        "framing) gets uvicorn's own `400 Invalid HTTP request received.` as text/plain; "
-        "`tests/corpus/test_wire.py` checks 10 such kinds, each followed by a good request answered.\n"
-    )
+        failed_batches = svc.metrics().get("ilcs_batch_failures_total", 0)
+    return render(
+        "reliability/corpus.md",
+        cases=len(cases), limits=LIMITS, seconds=f"{time.perf_counter() - start:.0f}",
+        statuses=table(["status", "cases"], sorted(statuses.items()), left=0),
+        kinds=table(["expected -> got", "cases"], sorted(by_expect.items())),
+        five=sum(n for s, n in statuses.items() if s >= 500), failed_batches=f"{failed_batches:.0f}",
+        after_bad=after_bad, worst_twin=f"{worst_twin:.2e}",
+        wrong=f"{len(wrong)}" + (": " + "; ".join(wrong[:20]) if wrong else ""),
+    )  # fmt: skip
 
 
 def _scores(response: httpx.Response) -> dict[str, float]:
@@ -227,14 +191,11 @@ def _schemathesis_section(max_examples: int = 100) -> str:
     shown = " ".join(c if KEY not in c else "X-API-Key: ***" for c in cmd[1:]).replace(
         f"http://{svc.host}:{svc.port}", "http://127.0.0.1:PORT"
     )
-    tail = "\n".join(_summary_lines(done.stdout + done.stderr))
-    return (
-        "## schemathesis against the served OpenAPI schema\n\n"
-        f"`schemathesis {shown}` (the shipped model, keys on), {seconds:.0f} s, exit status {done.returncode} "
-        "(0: no check failed). `tests/service/test_openapi_fuzz.py` runs the same five checks in CI (25 examples "
-        "per operation, the tiny test model).\n\n"
-        f"```text\n{tail}\n```\n"
-    )
+    summary = "\n".join(_summary_lines(done.stdout + done.stderr))
+    return render(
+        "reliability/schemathesis.md",
+        command=shown, seconds=f"{seconds:.0f}", status=done.returncode, summary=summary,
+    )  # fmt: skip
 
 
 def _summary_lines(text: str) -> list[str]:
@@ -256,48 +217,36 @@ def _overload_section(factor: float, seconds: float) -> str:
     rows, verdicts = [], []
     for queue_size in (256, 2048):  # the default; and one the time bound (a third of the deadline) must cut short
         with _service(queue_size) as svc:
-            # Measured right before each overload, in the same process: this VM's speed drifts with its neighbours.
+            # Measured right before each overload, in the same process: this machine's speed drifts.
             saturated = saturation(svc, payload, clients=16, requests=600)
             close = request_bytes(images[0], "image/jpeg", close=True)
             result = overload(svc, close, factor * saturated, seconds, timeout)
         ok = result.latencies_ms(200)
         others = Counter(o.status for o in result.unexpected)
-        pct = (lambda q, ok=ok: f"{np.percentile(ok, q):.0f}") if len(ok) else (lambda q: "-")
         worst = float(ok.max()) if len(ok) else 0.0
+        spread = " / ".join(f"{np.percentile(ok, q):.0f}" if len(ok) else "-" for q in (50, 95, 99)) + f" / {worst:.0f}"
+        depth = max(result.queue_depths, default=0)
         rows.append(
-            f"| {queue_size} | {saturated:.1f} | {result.rate:.1f} / {result.sent_per_s:.1f} | {len(result.outcomes)} "
-            f"| {len(ok)} "
-            f"| {result.count(503)} | {sum(n for s, n in others.items() if s is not None)} | {result.count(None)} "
-            f"| {pct(50)} / {pct(95)} / {pct(99)} / {worst:.0f} | {max(result.queue_depths, default=0):.0f} "
-            f"| {max(result.in_flight, default=0):.0f} | {result.answered_per_s():.1f} |\n"
-        )
+            (queue_size, f"{saturated:.1f}", f"{result.rate:.1f} / {result.sent_per_s:.1f}", len(result.outcomes),
+             len(ok), result.count(503), sum(n for s, n in others.items() if s is not None), result.count(None),
+             spread, f"{depth:.0f}", f"{max(result.in_flight, default=0):.0f}", f"{result.answered_per_s():.1f}")
+        )  # fmt: skip
         verdicts.append(
-            f"queue {queue_size}: only 200 or 503 + Retry-After: "
-            f"{'yes' if not result.unexpected else 'NO: ' + str(dict(others))}; max queue depth "
-            f"{max(result.queue_depths, default=0):.0f} of {queue_size}; slowest 200 {worst / 1e3:.2f} s of the "
-            f"{deadline_s:.0f} s deadline ({'within' if worst <= deadline_s * 1e3 else 'OVER'}); 1-min load average "
-            f"after it {os.getloadavg()[0]:.2f}, other heavy processes: {_training()}"
+            f"- queue {queue_size}: only 200 or 503 + Retry-After: "
+            f"{'yes' if not result.unexpected else 'NO: ' + str(dict(others))}; max queue depth {depth:.0f} of "
+            f"{queue_size}; slowest 200 {worst / 1e3:.2f} s of the {deadline_s:.0f} s deadline "
+            f"({'within' if worst <= deadline_s * 1e3 else 'OVER'}); 1-min load average after it "
+            f"{os.getloadavg()[0]:.2f}"
         )
-    return (
-        "## Overload: twice the saturation throughput\n\n"
-        "For each queue size, a fresh `ilcs serve` (batch 4, delay 5 ms, deadline "
-        f"{deadline_s:.0f} s): its saturation throughput (16 closed-loop clients, 600 requests, a NEU 200 x 200 JPEG, "
-        f"gray heatmap), then at once {seconds:.0f} s open loop at {factor:.1f} x that rate, each request on its own "
-        f"connection (client timeout {timeout:.0f} s), /metrics sampled every 50 ms.\n\n"
-        "| queue | saturation req/s | asked / sent per s | requests | 200 | 503 + Retry-After | other | no answer "
-        "| 200 p50 / p95 / p99 / max ms | max queue depth | max in flight | 200s per s |\n"
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n"
-        + "".join(rows)
-        + "\n"
-        + "".join(f"- {v}\n" for v in verdicts)
-        + "- Load generator and service share the 2 cores; the Machine table lists other heavy processes beside them.\n"
-        "- Work is bounded twice on arrival, before a body is read: by the image queue's size, and in time "
-        "(`service/admission.py`): a request is refused when the work already admitted, in image units (an image "
-        "plus its megapixels), would take the model threads more than a third of the deadline at their measured "
-        "seconds per unit. Only the model threads' batches measure that speed, as a moving average: an earlier "
-        "version measured the interval between answers, which learnt a slow client's upload time as the service's "
-        "speed and then refused everything until answers it no longer admitted taught it otherwise.\n"
-    )
+    header = ["queue", "saturation req/s", "asked / sent per s", "requests", "200", "503 + Retry-After",
+              "other", "no answer", "200 p50 / p95 / p99 / max ms", "max queue depth", "max in flight",
+              "200s per s"]  # fmt: skip
+    return render(
+        "reliability/overload.md",
+        deadline_s=f"{deadline_s:.0f}", seconds=f"{seconds:.0f}", factor=f"{factor:.1f}", timeout=f"{timeout:.0f}",
+        table=table(header, rows, left=0),
+        verdicts="\n".join(verdicts),
+    )  # fmt: skip
 
 
 # ---- 3b. clients that retry at once --------------------------------------------------------------------
@@ -309,35 +258,23 @@ def _storm_section(clients: int, seconds: float, command: str) -> str:
     payload = request_bytes(load_images(1)[0], "image/jpeg")
     with _service() as svc:
         saturation(svc, payload, clients=16, requests=200)  # warm: allocator, admission's speed estimate
-        calm = retry_storm(svc, payload, clients, seconds)
-        storm = retry_storm(svc, payload, 5 * clients, seconds)
+        # Clients that send their next request the moment they have an answer, 503 or not.
+        calm = run_level(svc, [payload], clients, seconds=seconds)
+        storm = run_level(svc, [payload], 5 * clients, seconds=seconds)
         cpu = svc.cpu_seconds()
-    ratio = storm.goodput / calm.goodput if calm.goodput else 0.0
-    rows = "".join(
-        f"| {run.clients} | {run.seconds:.1f} | {run.statuses.get(200, 0)} | {run.statuses.get(503, 0)} "
-        f"| {run.statuses.get(504, 0)} | {sum(n for k, n in run.statuses.items() if k not in (200, 503, 504))} "
-        f"| {run.goodput:.1f} |\n"
+    ratio = storm.throughput / calm.throughput if calm.throughput else 0.0
+    rows = [
+        (run.clients, f"{run.seconds:.1f}", *(run.statuses.get(s, 0) for s in (200, 503, 504)),
+         sum(n for k, n in run.statuses.items() if k not in (200, 503, 504)), f"{run.throughput:.1f}")
         for run in (calm, storm)
-    )
-    verdict = "met" if ratio >= 0.8 else "MISSED"
-    return (
-        f"{STORM_TITLE}\n\n"
-        f"Generated by `{command}`. A fresh `ilcs serve` (defaults, the shipped model, a NEU 200 x 200 JPEG, gray "
-        f"heatmap): {clients} closed-loop clients for {seconds:.0f} s (saturation), then {5 * clients} clients for "
-        f"{seconds:.0f} s that send their next request the moment they have an answer, 503 or not (no back-off, "
-        "`Retry-After` ignored; `benchmarks/reliability_load.py:retry_storm`).\n\n"
-        "| clients | seconds | 200 | 503 | 504 | other | 200s per s (goodput) |\n"
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-        f"{rows}\n"
-        f"- Goodput under the storm: **{ratio:.0%} of saturation** (goal >= 80%: {verdict}). Server CPU over the "
-        f"run {cpu:.0f} s; 1-min load average after it {os.getloadavg()[0]:.2f}; other heavy processes: "
-        f"{_training()}.\n"
-        "- A refusal is decided before the body is read (the image queue's room, then admission's expected wait "
-        "from the model threads' measured time per image unit), so the storm's extra requests cost the event loop "
-        "a head, a 503 and the discarded body; and the 503 is held `ILCS_REFUSAL_DELAY_S` (default 2 s) before it "
-        "is sent, so a client that retries at once comes back at most once per hold instead of flooding the CPU "
-        "with refusals (earlier runs of this command: 13% of saturation with no hold, 68% with a 1 s hold).\n"
-    )
+    ]  # fmt: skip
+    return render(
+        "reliability/storm.md",
+        title=STORM_TITLE, command=command, clients=clients, storm_clients=5 * clients, seconds=f"{seconds:.0f}",
+        table=table(["clients", "seconds", "200", "503", "504", "other", "200s per s (goodput)"], rows, left=0),
+        ratio=f"{ratio:.0%}", verdict="met" if ratio >= 0.8 else "MISSED", cpu=f"{cpu:.0f}",
+        load=f"{os.getloadavg()[0]:.2f}",
+    )  # fmt: skip
 
 
 def _replace_section(path: Path, section: str) -> None:
@@ -360,25 +297,16 @@ def _soak_section(requests: int) -> str:
     payloads = [request_bytes(img, "image/jpeg") for img in load_images(10)]
     with _service() as svc:
         result = soak(svc, payloads, requests, clients=8, every=1000)
-    rows = "".join(
-        f"| {(i + 1) * 1000} | {rss:.1f} | {fds:.0f} |\n"
-        for i, (rss, fds) in enumerate(zip(result.rss_mb, result.open_fds, strict=True))
-    )
-    rss_ok = result.rss_growth_mb < 50
-    fd_ok = result.fd_growth <= 0
-    return (
-        "## Soak\n\n"
-        f"{result.requests} requests (8 closed-loop clients, {len(payloads)} different NEU JPEGs, gray heatmap) in "
-        f"{result.seconds / 60:.1f} min, {result.errors} not answered 200. Resident memory and open file descriptors "
-        "of the server from its own `/metrics` (`process_resident_memory_bytes`, `process_open_fds`) after every "
-        "1000 requests.\n\n"
-        f"| requests | RSS MB | open fds |\n| ---: | ---: | ---: |\n{rows}\n"
-        f"- RSS growth from the first to the last sample: **{result.rss_growth_mb:+.1f} MB** (target < 50 MB: "
-        f"{'met' if rss_ok else 'MISSED'}); from the first to the peak: "
-        f"{max(result.rss_mb) - result.rss_mb[0]:+.1f} MB.\n"
-        f"- Open fds: {result.open_fds[0]:.0f} -> {result.open_fds[-1]:.0f} (target: no growth: "
-        f"{'met' if fd_ok else 'MISSED'}).\n"
-    )
+    rows = [((i + 1) * 1000, f"{rss:.1f}", f"{fds:.0f}") for i, (rss, fds) in enumerate(zip(result.rss_mb,
+            result.open_fds, strict=True))]  # fmt: skip
+    return render(
+        "reliability/soak.md",
+        requests=result.requests, images=len(payloads), minutes=f"{result.seconds / 60:.1f}", errors=result.errors,
+        table=table(["requests", "RSS MB", "open fds"], rows, left=0),
+        rss_growth=f"{result.rss_growth_mb:+.1f}", rss_verdict="met" if result.rss_growth_mb < 50 else "MISSED",
+        rss_peak=f"{max(result.rss_mb) - result.rss_mb[0]:+.1f}", fds_first=f"{result.open_fds[0]:.0f}",
+        fds_last=f"{result.open_fds[-1]:.0f}", fd_verdict="met" if result.fd_growth <= 0 else "MISSED",
+    )  # fmt: skip
 
 
 # ---- 5. key timing ------------------------------------------------------------------------------------
@@ -387,32 +315,26 @@ def _soak_section(requests: int) -> str:
 def _key_timing_section(rounds: int = 1500) -> str:
     far = "x" * len(KEY)  # shares no prefix
     near = KEY[:-1] + ("0" if KEY[-1] != "0" else "1")  # all but the last character
-    times: dict[str, list[float]] = {"no common prefix": [], "all but the last character": []}
+    keys = {"no common prefix": far, "all but the last character": near}
+    times: dict[str, list[float]] = {k: [] for k in keys}
     with _service(ILCS_API_KEYS=KEY) as svc, httpx.Client(base_url=f"http://{svc.host}:{svc.port}") as client:
         for _ in range(rounds):  # interleaved, so drift hits both alike
-            for label, key in (("no common prefix", far), ("all but the last character", near)):
+            for label, key in keys.items():
                 start = time.perf_counter()
                 status = client.get("/model", headers={"X-API-Key": key}).status_code
                 times[label].append(time.perf_counter() - start)
                 assert status == 401
     med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
     in_process_rounds = 20_000
-    in_process = _key_check_us({"no common prefix": far, "all but the last character": near}, in_process_rounds)
-    diff = med["all but the last character"] - med["no common prefix"]
-    rows = "".join(f"| {k} | {rounds} | {v:.1f} |\n" for k, v in med.items())
-    return (
-        "## API keys: a wrong key's refusal takes as long whatever it shares with the right one\n\n"
-        "`GET /model` with a wrong `X-API-Key` (401), interleaved, over loopback HTTP:\n\n"
-        f"| wrong key | requests | median µs |\n| --- | ---: | ---: |\n{rows}\n"
-        f"Difference of the medians: {diff:+.1f} µs, against a request's own spread (IQR) of "
-        f"{np.subtract(*np.percentile(times['no common prefix'], [75, 25])) * 1e6:.0f} µs. In-process, the key check "
-        f"alone (`require_api_key`, {in_process_rounds} calls each, interleaved): "
-        + ", ".join(f"{k} {v:.2f} µs" for k, v in in_process.items())
-        + f" (difference {in_process['all but the last character'] - in_process['no common prefix']:+.3f} µs). "
-        "The compare is "
-        "`hmac.compare_digest` against every configured key without stopping at a match (`service/deps.py`; "
-        "`tests/service/test_security.py` checks every key goes through it); keys in the query string are refused.\n"
-    )
+    in_process = _key_check_us(keys, in_process_rounds)
+    return render(
+        "reliability/keys.md",
+        table=table(["wrong key", "requests", "median µs"], [(k, rounds, f"{v:.1f}") for k, v in med.items()]),
+        diff=f"{med['all but the last character'] - med['no common prefix']:+.1f}",
+        iqr=f"{np.subtract(*np.percentile(times['no common prefix'], [75, 25])) * 1e6:.0f}",
+        in_process_rounds=in_process_rounds, in_process=", ".join(f"{k} {v:.2f} µs" for k, v in in_process.items()),
+        in_process_diff=f"{in_process['all but the last character'] - in_process['no common prefix']:+.3f}",
+    )  # fmt: skip
 
 
 def _key_check_us(keys: dict[str, str], rounds: int) -> dict[str, float]:

@@ -1,53 +1,22 @@
-"""Open-loop overload of a running service, and the soak: the load generators of ``benchmarks.reliability``.
+"""The load generators of ``benchmarks.reliability``: open-loop overload, the soak and the retry storm.
 
-``saturation`` is the service's throughput with closed-loop clients (each sends its
-next request when the last is answered: ``benchmarks.load.run_level``). ``overload``
-then sends requests at a fixed rate, a multiple of that, whatever the answers: each
-request on its own connection, started on schedule, waited for at most ``timeout``
-seconds. It records every request's status (``None``: no answer in time, or the
-connection failed), latency and ``Retry-After``, and samples ``/metrics`` while it
-runs (queue depth, requests in flight). ``soak`` sends N requests with closed-loop
-clients and samples the server's resident memory and open file descriptors
-(``process_*`` of ``/metrics``) along the way.
-
-The client is asyncio streams, as in ``benchmarks/load.py``: it shares the CPU with
-the service, so it should take as little of it as possible.
+Open loop means requests start on schedule whatever the answers, as traffic from
+many independent clients does; closed loop (``benchmarks.loopback.run_level``)
+means each client waits for its answer, which measures saturation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import time
-import urllib.request
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.load import Service, request_bytes, run_level
+from benchmarks.loopback import Service, read_response, run_level
 
-__all__ = [
-    "Outcome",
-    "Overload",
-    "Soak",
-    "Storm",
-    "metrics_of",
-    "overload",
-    "request_bytes",
-    "retry_storm",
-    "saturation",
-    "soak",
-]
-
-_HEADER = re.compile(rb"(?im)^([a-z-]+): *([^\r\n]*)\r$")
-
-
-def metrics_of(svc: Service) -> dict[str, float]:
-    """Every unlabelled sample of the service's ``/metrics`` (name -> value)."""
-    with urllib.request.urlopen(f"http://{svc.host}:{svc.port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    return {m[0]: float(m[1]) for m in re.findall(r"^([a-z_]+) (\S+)$", text, re.MULTILINE)}
+__all__ = ["Outcome", "Overload", "Soak", "overload", "saturation", "soak"]
 
 
 def saturation(svc: Service, payload: bytes, clients: int, requests: int) -> float:
@@ -98,11 +67,9 @@ async def _exchange(host: str, port: int, payload: bytes, timeout: float) -> Out
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(payload)
-            head = await reader.readuntil(b"\r\n\r\n")
-            headers = {k.lower(): v for k, v in _HEADER.findall(head)}
-            await reader.readexactly(int(headers.get(b"content-length", b"0")))
+            status, headers = await read_response(reader)
         retry = headers.get(b"retry-after")
-        return Outcome(int(head[9:12]), time.perf_counter() - start, retry.decode() if retry else None, start)
+        return Outcome(status, time.perf_counter() - start, retry.decode() if retry else None, start)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
         return Outcome(None, time.perf_counter() - start, None, start)
     finally:
@@ -117,7 +84,7 @@ def overload(svc: Service, payload: bytes, rate: float, seconds: float, timeout:
 
     async def sample(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            values = await asyncio.to_thread(metrics_of, svc)
+            values = await asyncio.to_thread(svc.metrics)
             queue_depths.append(values.get("ilcs_queue_depth", 0.0))
             in_flight.append(values.get("ilcs_requests_in_flight", 0.0))
             await asyncio.sleep(0.05)
@@ -170,58 +137,8 @@ def soak(svc: Service, payloads: list[bytes], requests: int, clients: int = 8, e
     for done in range(0, requests, every):
         level = run_level(svc, payloads, clients, min(every, requests - done))
         errors += level.errors
-        values = metrics_of(svc)
+        values = svc.metrics()
         rss.append(values["process_resident_memory_bytes"] / 2**20)
         fds.append(values["process_open_fds"])
         print(f"soak: {done + every} requests, rss {rss[-1]:.1f} MB, {fds[-1]:.0f} fds", flush=True)
     return Soak(requests, errors, time.perf_counter() - start, rss, fds)
-
-
-@dataclass(frozen=True)
-class Storm:
-    clients: int
-    seconds: float
-    statuses: dict[int | None, int]  # status -> count (None: the connection failed)
-
-    @property
-    def goodput(self) -> float:
-        """200s per second."""
-        return self.statuses.get(200, 0) / self.seconds
-
-
-def retry_storm(svc: Service, payload: bytes, clients: int, seconds: float) -> Storm:
-    """``clients`` closed-loop clients for ``seconds``, each sending its next request the moment it has an answer.
-
-    A 503 is retried at once, without reading ``Retry-After``: the PLC gateways that do not back off.
-    """
-    statuses: dict[int | None, int] = {}
-
-    async def client(stop: float) -> None:
-        try:
-            reader, writer = await asyncio.open_connection(svc.host, svc.port)
-        except OSError:
-            statuses[None] = statuses.get(None, 0) + 1
-            return
-        try:
-            while time.perf_counter() < stop:
-                writer.write(payload)
-                head = await reader.readuntil(b"\r\n\r\n")
-                headers = {k.lower(): v for k, v in _HEADER.findall(head)}
-                await reader.readexactly(int(headers.get(b"content-length", b"0")))
-                status = int(head[9:12])
-                statuses[status] = statuses.get(status, 0) + 1
-                if headers.get(b"connection", b"").lower() == b"close":
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(svc.host, svc.port)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            statuses[None] = statuses.get(None, 0) + 1
-        finally:
-            writer.close()
-
-    async def everyone() -> float:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(start + seconds) for _ in range(clients)))
-        return time.perf_counter() - start
-
-    elapsed = asyncio.run(everyone())
-    return Storm(clients, elapsed, statuses)

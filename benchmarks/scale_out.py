@@ -3,7 +3,7 @@
 Three ``ilcs serve`` replicas (the shipped checkpoint, the service's defaults) start on loopback ports,
 and four nginx instances with ``deploy/nginx`` (``benchmarks.balancer``): none (the clients talk to one
 replica directly), and nginx in front of the first 1, 2 and 3 replicas. Closed-loop clients
-(``benchmarks.load.closed_loop``: one connection each, the next request when the last is answered,
+(``benchmarks.loopback.closed_loop``: one connection each, the next request when the last is answered,
 ``POST /classify`` with a NEU JPEG and the gray heatmap) measure each set-up in turn, round after
 round, so the machine's drift (a shared VM, other jobs) falls on all of them alike. Every replica
 shares the same cores: on a small machine the figures measure what the balancer costs, not
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.balancer import Balancer, find_nginx
-from benchmarks.load import Service, closed_loop, load_images, request_payloads
+from benchmarks.loopback import Service, closed_loop, load_images, request_payloads
 from benchmarks.machine import machine
 from benchmarks.markdown import render, table
 
@@ -65,7 +65,8 @@ def measure(replicas: int, rounds: int, clients: int, requests: int, batch: int,
             closed_loop(host, port, payloads, clients, 2 * clients * replicas)
         for r in range(rounds):
             for name, (host, port) in targets.items():
-                seconds, latencies, errors = closed_loop(host, port, payloads, clients, requests)
+                seconds, latencies, statuses = closed_loop(host, port, payloads, clients, requests)
+                errors = sum(statuses.values()) - statuses[200]
                 row = results.setdefault(name, {"rps": [], "p50": [], "p95": [], "errors": []})
                 row["rps"].append((requests - errors) / seconds)
                 for q in (50, 95):  # NaN when nothing was answered 200

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from string import Template
 
-from benchmarks.markdown import render, table
+from benchmarks.markdown import TEMPLATES, render, table
 
 __all__ = ["render_speed", "summary"]
 
@@ -53,23 +54,9 @@ def ratios(results: Sequence[dict], a: str = A, b: str = B) -> dict[tuple[int, i
 
 
 # One sentence per finding of *What this shows*, filled from the runs' figures.
-SENTENCES = {
-    "ratio": "- **$label**: ILCS's throughput is $lo to $hi MobileNetV2's, each on its fastest path$eager;\n"
-    "  ILCS is faster at $faster of $points (input, batch) points.",
-    "work": "- Work is not time: at ${size}x$size ILCS needs $ga GFLOPs per image against MobileNetV2's $gb, with\n"
-    "  $pa against $pb parameters, yet on eager fp32 at batch $batch it executes $ra GFLOP/s against $rb ($label).",
-    "why": "- Why: ILCS's attention modules take $attn of its forward time and its max pools $pool, while holding\n"
-    "  almost none of its FLOPs: channel and spatial reductions, sigmoids and gate products over whole feature maps,\n"
-    "  a few operations per byte moved, so memory-bound (*Where the time goes* below).",
-    "compile": "- `torch.compile` fuses those element-wise chains into single passes over memory: at ${size}x$size,\n"
-    "  batch $batch, it speeds ILCS up $ga over eager and MobileNetV2 $gb ($label).",
-    "variants": "- Of ILCS's switchable variants, `$top` comes closest: $best MobileNetV2's throughput on each one's\n"
-    "  fastest path, against $shipped for the shipped layout ($label); the variants' accuracy is not measured here.",
-    "runtimes": "- **$label**, on the service's runtimes at ${size}x$size, images/s at batch $batches, ILCS against\n"
-    "  MobileNetV2: $cells. ILCS is faster than MobileNetV2 at $faster of $points (runtime, batch) points.",
-    "noise": "- Figures of different runs differ by up to $spread for the same point ($model `$path`, batch $batch\n"
-    "  at $size: $values img/s); compare figures within a run.",
-}
+SENTENCES = dict(
+    re.findall(r"^\[(\w+)\]\n(.*?)\n(?=\[|\Z)", (TEMPLATES / "speed-findings.md").read_text(), re.M | re.S)
+)
 
 
 def _say(kind: str, **values: object) -> str:

@@ -114,6 +114,10 @@ class Run:
     threads: int | None = None
 
 
+TABLE2_HEADER = ["model", "paper top-1", "ours top-1", "paper top-5", "ours top-5", "params ours (M)",
+                 "params paper (M)", "wall time per run (min)"]  # fmt: skip
+RUNS_HEADER = ["model", "seed", "epochs", "best epoch (val)", "val top-1", "test top-1", "test top-5", "wall (min)",
+               "s/epoch"]  # fmt: skip
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "input_size")
 RECIPE_KEYS += ("channels_last", "manifest")
 
@@ -226,14 +230,6 @@ def _recipe_text(runs: Sequence[Run]) -> tuple[str, list[str]]:
     return text, odd
 
 
-def _recipe_epochs() -> int | str:
-    try:
-        from training.config import TrainConfig
-    except ImportError:
-        return "?"
-    return TrainConfig().epochs
-
-
 def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None, notes: Sequence[str]) -> list[str]:
     """The bullets of *How to read these numbers*: noise, seeds, variants, schedule, threads."""
     done = [r for r in runs if r.finished]
@@ -265,7 +261,9 @@ def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None
         base = model.split("-", 1)[0]
         ref_text = f"; {base} over its seeds: {top1[base].text()}" if base in top1 else ""
         lines.append(f"- Variant `{model}` (not a paper row; same recipe): test top-1 {top1[model].text()}{ref_text}.")
-    recipe_epochs = _recipe_epochs()
+    from training.config import TrainConfig
+
+    recipe_epochs = TrainConfig().epochs
     if epochs := ", ".join(map(str, sorted({r.epochs for r in done}))):
         lines.append(
             f"- **Shortened schedule.** Every run here trained {epochs} epochs, not the {recipe_epochs} of the recipe "
@@ -315,16 +313,8 @@ def render_report(
         ours1 = top1[model].text() if model in top1 else ("running" if started else "not run")
         ours5 = top5[model].text() if model in top5 else "–"
         wall = _minutes(statistics.fmean(walls)) if walls else "–"
-        return (
-            model,
-            f"{p1:.2f}",
-            ours1,
-            f"{p5:.2f}",
-            ours5,
-            f"{params_fn(model):.2f}",
-            f"{PAPER_TABLE3[model][0]:.2f}",
-            wall,
-        )
+        paper_params = f"{PAPER_TABLE3[model][0]:.2f}"
+        return model, f"{p1:.2f}", ours1, f"{p5:.2f}", ours5, f"{params_fn(model):.2f}", paper_params, wall
 
     def miam_delta(base: str, plus: str) -> tuple:
         a = {r.seed: r.test_top1 for r in by_model.get(base, [])}
@@ -348,34 +338,9 @@ def render_report(
         "table2.md",
         recipe=recipe,
         deviations=deviations,
-        table2=table(
-            [
-                "model",
-                "paper top-1",
-                "ours top-1",
-                "paper top-5",
-                "ours top-5",
-                "params ours (M)",
-                "params paper (M)",
-                "wall time per run (min)",
-            ],
-            [side_by_side(m, p1, p5) for m, (p1, p5) in PAPER_TABLE2.items()],
-        ),  # fmt: skip
+        table2=table(TABLE2_HEADER, [side_by_side(m, p1, p5) for m, (p1, p5) in PAPER_TABLE2.items()]),
         miam=table(["baseline", "paper", "ours", "seeds paired"], [miam_delta(b, p) for b, p in MIAM_PAIRS]),
-        runs=table(
-            [
-                "model",
-                "seed",
-                "epochs",
-                "best epoch (val)",
-                "val top-1",
-                "test top-1",
-                "test top-5",
-                "wall (min)",
-                "s/epoch",
-            ],
-            map(every, runs),
-        ),  # fmt: skip
+        runs=table(RUNS_HEADER, map(every, runs)),
         reading="\n".join(_reading(runs, top1, shipped, notes)),
         epochs=min(epochs) if epochs else "N",
     )

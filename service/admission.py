@@ -1,17 +1,9 @@
-"""Admission control: a request is admitted only if the model can answer it within its bound.
+"""Admission control after Little's law: a request is refused (503) unless the work admitted before it would be
+answered within ``max_wait_s``.
 
-After Little's law: the work admitted and not yet answered, in image units (an image,
-plus its megapixels, so a big batch or a huge image counts for what it costs), times
-the model threads' measured seconds per unit, divided by the number of threads, is how
-long a new request would wait. Above ``max_wait_s`` it is refused at once (503 with
-``Retry-After``), before its body is read.
-
-The seconds per unit are measured only inside the model threads (``observe``, one call
-per batch), as a moving average that forgets old batches: a client's upload or think
-time, an idle service or a burst of refusals never enter it, so it cannot learn a
-speed the model does not have. The work outstanding falls back to zero whenever the
-admitted requests end, whichever way they end, and a service with nothing outstanding
-admits every request: it cannot stay shut.
+Work counts in image units (an image plus its megapixels) and its speed is learnt only in the model threads,
+so a slow client or a burst of refusals cannot teach it a speed the model does not have; with nothing
+outstanding every request is admitted, so it cannot stay shut.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
-"""Dynamic micro-batching, after Ray Serve's ``_BatchQueue`` and LitServe.
+"""Dynamic micro-batching of single inputs into batch calls, after Ray Serve's ``_BatchQueue`` and LitServe.
 
-A request puts a ``Pending`` (its input and a ``Future``) into an ``asyncio.Queue``
-of at most ``queue_size`` waiting inputs; a full queue is refused at once
-(``QueueFull``), so overload turns into fast refusals instead of unbounded latency.
-An input whose future is cancelled (its client left, or its deadline passed) gives
-its place back at once. One background task waits for a free model worker, takes
-the first waiting input, then more until ``max_batch_size`` or ``max_delay_s``
-after the first, drops those nobody waits for, and hands the rest to ``predict``
-in one of ``workers`` model threads, off the event loop. Every future is resolved
-with its output, or with the exception ``predict`` returned in its place; a batch
-whose ``predict`` raises, or returns the wrong number of outputs, fails every input
-in it and the others carry on. ``stop()`` cancels the task and the running batches
-and fails what is queued.
-
-Several workers: on a small CPU, single-threaded model calls side by side can
-outrun one call on several threads (``service.inference.plan_workers``).
+A bounded queue refuses at once when full, so overload turns into fast refusals rather
+than unbounded latency; a batch whose function fails fails its own inputs with one
+exception type, ``BatchFailed``, which the caller maps to its own errors.
 """
 
 from __future__ import annotations
@@ -27,13 +15,43 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from service.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull
+from service.errors import DeadlineExceeded, NotReady, QueueFull
 from service.metrics import Metrics
 
-__all__ = ["Batched", "MicroBatcher", "Pending"]
+__all__ = ["BatchFailed", "Batched", "MicroBatcher", "Pending", "call_batch"]
 
 T = TypeVar("T")
 log = logging.getLogger("service")
+
+
+class BatchFailed(Exception):
+    """A batch function raised, or returned a different number of outputs: every input of the batch fails with this.
+
+    Args:
+        size: Inputs in the failed batch.
+        cause: What went wrong (also the exception's ``__cause__``).
+    """
+
+    def __init__(self, size: int, cause: BaseException) -> None:
+        super().__init__(f"a batch of {size} inputs failed: {cause}")
+        self.size = size
+        self.cause = cause
+        self.__cause__ = cause
+
+
+def call_batch(fn: Callable[[list[Any]], Sequence[T]], inputs: list[Any]) -> Sequence[T]:
+    """``fn(inputs)``, checked to give one output per input.
+
+    Raises:
+        BatchFailed: ``fn`` raised, or returned the wrong number of outputs.
+    """
+    try:
+        outputs = fn(inputs)
+    except Exception as exc:
+        raise BatchFailed(len(inputs), exc) from exc
+    if len(outputs) != len(inputs):
+        raise BatchFailed(len(inputs), RuntimeError(f"{len(outputs)} outputs for a batch of {len(inputs)} inputs"))
+    return outputs
 
 
 @dataclass(eq=False, slots=True)
@@ -55,7 +73,12 @@ class Batched(Generic[T]):
 
 
 class MicroBatcher(Generic[T]):
-    """Batch single inputs for ``predict(list_of_inputs) -> list_of_outputs``.
+    """Batch single inputs for ``predict(list_of_inputs) -> list_of_outputs``, off the event loop.
+
+    One background task flushes a batch at ``max_batch_size`` inputs or ``max_delay_s`` after its
+    first, drops inputs nobody waits for any more (cancelled, or past their deadline), and runs it in
+    a free model thread; each future gets its output, the exception ``predict`` returned in its place,
+    or ``BatchFailed``. ``stop()`` cancels the task and the running batches and fails what is queued.
 
     Args:
         predict: Runs a batch: one output, or an exception, per input, in order; called in a model
@@ -65,6 +88,7 @@ class MicroBatcher(Generic[T]):
         queue_size: Inputs that may wait; ``submit`` raises ``QueueFull`` beyond.
         metrics: Where queue depth, queue wait and drops are recorded.
         workers: Model threads, each running one batch at a time.
+        on_failure: Told of each batch whose ``predict`` failed, once, before its inputs fail with it.
     """
 
     def __init__(
@@ -76,9 +100,11 @@ class MicroBatcher(Generic[T]):
         queue_size: int,
         metrics: Metrics,
         workers: int = 1,
+        on_failure: Callable[[BatchFailed], object] | None = None,
     ) -> None:
         self.predict = predict
         self.workers = workers
+        self.on_failure = on_failure
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.queue_size = queue_size
@@ -189,10 +215,10 @@ class MicroBatcher(Generic[T]):
                 for pending in batch:
                     self._fail(pending, _shutting_down())
                 raise
-            except Exception:  # a bug here must not stop batching for every later request
+            except Exception as exc:  # a bug here must not stop batching for every later request
                 log.exception("batcher: unexpected error; failing this batch and carrying on")
                 for pending in batch:
-                    self._fail(pending, InferenceFailed("unexpected error in the batcher; the request can be retried"))
+                    self._fail(pending, BatchFailed(len(batch), exc))
                 live = []
             if not live:
                 self._free_workers.release()
@@ -250,20 +276,17 @@ class MicroBatcher(Generic[T]):
             self._metrics.queue_wait.observe(start - pending.enqueued)
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self.predict, [p.input for p in batch])
-            if len(outputs) != len(batch):
-                msg = f"the model returned {len(outputs)} outputs for a batch of {len(batch)} inputs"
-                raise RuntimeError(msg)
+            outputs = await loop.run_in_executor(self._executor, call_batch, self.predict, [p.input for p in batch])
         except asyncio.CancelledError:
             for pending in batch:
                 self._fail(pending, _shutting_down())
             raise
-        except Exception as exc:
-            log.exception("batcher: the model failed on a batch of %d", len(batch))
-            self._metrics.batch_failures.inc()
-            detail = f"the model failed on the batch of {len(batch)} images this one was in ({exc}); retry the request"
+        except BatchFailed as exc:
+            log.error("batcher: %s", exc, exc_info=exc.cause)
+            if self.on_failure is not None:
+                self.on_failure(exc)
             for pending in batch:
-                self._fail(pending, InferenceFailed(detail))
+                self._fail(pending, exc)
             return
         for pending, output in zip(batch, outputs, strict=True):
             if pending.future.done():

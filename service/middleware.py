@@ -117,7 +117,7 @@ async def _no_body() -> Message:
 
 
 def _new_id() -> str:
-    # Not uuid4(): os.urandom costs ~0.2 ms per call on this VM, and an id needs no cryptographic randomness.
+    # Not uuid4(): it makes a system call (os.urandom) per id, and an id needs no cryptographic randomness.
     return f"{random.getrandbits(128):032x}"
 
 

@@ -1,16 +1,8 @@
 """One request's images through the service: inspected on the event loop, decoded and classified in a model thread.
 
-On the event loop (``classify_uploads``): each upload's header is inspected
-(``service.intake.inspect``), the request's admission ticket grows to what its
-images cost, and each good image is queued as a ``Job``; the request waits for
-the answers, bounded by its deadline (504) and ended early, cancelling its queued
-jobs, when the client disconnects (499).
-
-In a model thread (``BatchProcessor``, the batcher's batch function): decode and
-prepare every image of the batch, run the model once on those that decoded, render
-each heatmap. An image that fails to decode gets its own error and never reaches the
-model; a model failure fails only the images in the model's batch. Both halves meet
-in one hand-off per batch, so the event loop never decodes or encodes a pixel.
+The event loop never decodes or encodes a pixel, so it stays free for HTTP; an image that
+fails (bad bytes, its model batch failing, its heatmap) fails alone and its neighbours
+keep their answers.
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ import torch
 from fastapi import Request
 
 from service.admission import Ticket, image_units
-from service.batcher import Batched
+from service.batcher import Batched, BatchFailed, call_batch
 from service.errors import ClientDisconnected, DeadlineExceeded, InferenceFailed, PayloadTooLarge
 from service.heatmap import render_heatmap
 from service.inference import Engine, Prediction, decode_frame, top_k
@@ -38,7 +30,16 @@ from service.schemas import ClassifyResult, Heatmap, Timing, TopK
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
-__all__ = ["Answer", "BatchProcessor", "Job", "Upload", "classify_uploads", "inspect_upload", "run_uploads"]
+__all__ = [
+    "Answer",
+    "BatchProcessor",
+    "Job",
+    "Upload",
+    "batch_failed",
+    "classify_uploads",
+    "inspect_upload",
+    "run_uploads",
+]
 
 log = logging.getLogger("service")
 
@@ -80,6 +81,12 @@ class Answer:
     uniform: bool = False  # the image is near-uniform: nothing on it to classify
 
 
+def batch_failed(exc: BatchFailed) -> InferenceFailed:
+    """``BatchFailed`` as the problem each image of the batch answers with."""
+    detail = f"the model failed on the batch of {exc.size} images this one was in ({exc.cause}); retry the request"
+    return InferenceFailed(detail)
+
+
 def inspect_upload(upload: Upload, limits: ImageLimits) -> Header:
     """The header of an upload (a raw frame's is its query's width and height), checked against ``limits``."""
     if upload.tensor is not None:  # already the model's input size
@@ -118,6 +125,9 @@ class BatchProcessor:
         began = time.perf_counter()
         try:
             return self._process(jobs)
+        except Exception as exc:  # noqa: BLE001 - a fault here fails this batch alone, counted like the model's
+            log.exception("the batch function failed on a batch of %d", len(jobs))
+            return [self.failed(BatchFailed(len(jobs), exc))] * len(jobs)
         finally:
             if self.observe is not None:
                 self.observe(sum(image_units(job.header.pixels) for job in jobs), time.perf_counter() - began)
@@ -139,15 +149,10 @@ class BatchProcessor:
             return results  # type: ignore[return-value] # no None left
         start = time.perf_counter()
         try:
-            predictions = self.engine.predict(inputs)
-            if len(predictions) != len(inputs):
-                raise RuntimeError(f"the model returned {len(predictions)} outputs for {len(inputs)} images")
-        except Exception as exc:  # noqa: BLE001 - fail the model's batch, keep the decoding errors
-            log.exception("the model failed on a batch of %d", len(inputs))
-            self.metrics.batch_failures.inc()
-            failed = InferenceFailed(
-                f"the model failed on the batch of {len(inputs)} images this one was in ({exc}); retry the request"
-            )
+            predictions = call_batch(self.engine.predict, inputs)
+        except BatchFailed as exc:  # fail the model's batch, keep the decoding errors
+            log.error("the model failed on a batch of %d", exc.size, exc_info=exc.cause)
+            failed = self.failed(exc)
             return [failed if r is None else r for r in results]
         model_s = time.perf_counter() - start
         self.metrics.batch_size.observe(len(inputs))
@@ -168,6 +173,11 @@ class BatchProcessor:
         # In the preprocessing's memory layout: the same numbers through the same kernels give the same answer.
         prepared = torch.from_numpy(tensor)[None].contiguous(memory_format=torch.channels_last)
         return (gray, gray.shape[1], gray.shape[0]), prepared
+
+    def failed(self, exc: BatchFailed) -> InferenceFailed:
+        """Count a failed batch (here, or the batcher's ``on_failure``) and give the error its images answer."""
+        self.metrics.batch_failures.inc()
+        return batch_failed(exc)
 
     def _decode(self, job: Job) -> tuple[np.ndarray, int, int]:
         upload = job.upload
@@ -231,7 +241,7 @@ async def run_uploads(
     futures = iter(runtime.batcher.submit([Job(up, h, heatmap, deadline) for up, h in good], deadline))
     queued = [h if isinstance(h, Exception) else next(futures) for h in headers]
     outcomes = await _wait([q for q in queued if not isinstance(q, Exception)], deadline, request)
-    answered = iter(outcomes)
+    answered = iter(batch_failed(o) if isinstance(o, BatchFailed) else o for o in outcomes)
     return [q if isinstance(q, Exception) else next(answered) for q in queued]
 
 

@@ -66,7 +66,7 @@ def build_server(app: FastAPI, settings: Settings, host: str | None = None, port
         # One process: the model and its batcher live in it. Scale out with replicas, not workers.
         workers=1,
         # h11, not httptools: h11 refuses oversized headers (uvicorn's httptools has no limit: a 1 MB header
-        # reached the app) and malformed request lines; httptools saved <0.1 ms of CPU per request here.
+        # reached the app) and malformed request lines; httptools' speed matters little beside the model's.
         http=guarded_h11(settings.header_timeout_s),  # uvicorn's h11, with a deadline on each request head
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         loop="auto",  # uvloop where installed (a dependency on Linux): a cheaper event loop

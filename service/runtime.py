@@ -58,6 +58,7 @@ class Runtime:
             queue_size=self.settings.queue_size,
             metrics=self.metrics,
             workers=self.engine.workers,
+            on_failure=processor.failed,
         )
 
     async def start_up(self) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-NEU_DIR = Path(os.environ.get("ILCS_NEU_DIR", ROOT.parent / "shared" / "data" / "neu-det"))
+from training.config import default_neu_root
+
+NEU_DIR = default_neu_root()
 
 
 @pytest.fixture(scope="session")

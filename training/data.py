@@ -23,10 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from model_zoo.preprocess import decode_gray
-from training.config import default_neu_root
 from training.localisation import box_mask, read_boxes
 
-__all__ = ["IMAGE_SUFFIXES", "ImageSet", "default_neu_root", "load_image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "ImageSet", "load_image_folder"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 

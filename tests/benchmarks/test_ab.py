@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 
 from benchmarks.ab import export_revision, report
-from benchmarks.load import Level
+from benchmarks.loopback import Level
 
 
 def level(rate: float) -> Level:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from service.batcher import Batched, MicroBatcher
-from service.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull
+from service.batcher import Batched, BatchFailed, MicroBatcher
+from service.errors import DeadlineExceeded, NotReady, QueueFull
 from service.metrics import Metrics
 
 GUARD = 30.0  # seconds before a hung test gives up; no assertion depends on it
@@ -149,7 +149,7 @@ def test_a_failing_batch_fails_every_image_in_it_and_the_next_batch_works():
     async def scenario():
         b = batcher(flaky, max_batch_size=3)
         outcomes = await asyncio.gather(*b.submit([1, 2, 3], later()), return_exceptions=True)
-        assert all(isinstance(o, InferenceFailed) and "out of memory" in o.detail for o in outcomes)
+        assert all(isinstance(o, BatchFailed) and "out of memory" in str(o) and o.size == 3 for o in outcomes)
         assert [r.output for r in await asyncio.gather(*b.submit([4, 5, 6], later()))] == [0, 0, 0]
         await b.stop()
 
@@ -174,7 +174,7 @@ def test_a_model_returning_the_wrong_number_of_outputs_fails_the_batch():
     async def scenario():
         b = batcher(lambda inputs: inputs[:-1], max_batch_size=2)
         outcomes = await asyncio.gather(*b.submit([1, 2], later()), return_exceptions=True)
-        assert all(isinstance(o, InferenceFailed) and "1 outputs for a batch of 2" in o.detail for o in outcomes)
+        assert all(isinstance(o, BatchFailed) and "1 outputs for a batch of 2" in str(o) for o in outcomes)
         await b.stop()
 
     run(scenario)

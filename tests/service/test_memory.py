@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.load import Service
+from benchmarks.loopback import Service
 
 SIDE = 4096  # ILCS_MAX_PIXELS is 4096 x 4096
 

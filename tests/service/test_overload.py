@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.load import Service
-from benchmarks.reliability_load import overload, request_bytes, saturation
+from benchmarks.loopback import Service, request_bytes
+from benchmarks.reliability_load import overload, saturation
 from tests.service.conftest import encode
 
 QUEUE, DEADLINE_S = 32, 5.0

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.batcher import BatchFailed
 from service.errors import BadImage, InferenceFailed
 from service.inference import Engine
 from service.intake import Header, ImageLimits, decode
 from service.metrics import Metrics
-from service.pipeline import Answer, BatchProcessor, Job, Upload, inspect_upload
+from service.pipeline import Answer, BatchProcessor, Job, Upload, batch_failed, inspect_upload
 
 LIMITS = ImageLimits(max_pixels=1_000_000, max_side=4096, min_side=8, max_aspect=16)
 
@@ -89,6 +90,31 @@ def test_a_model_failure_fails_the_images_in_the_model_and_keeps_the_decoding_er
         assert isinstance(failed, InferenceFailed)
         assert "batch of 2 images" in str(failed) and "simulated kernel fault" in str(failed)
     assert sample(processor.metrics, "ilcs_batch_failures_total") == 1
+
+
+def test_a_model_returning_too_few_outputs_fails_its_batch_once(processor, engine, png, monkeypatch):
+    real = engine.predict
+    monkeypatch.setattr(engine, "predict", lambda inputs: real(inputs)[:-1])
+    answers = processor([job(Upload(png), "gray"), job(Upload(png), "gray")])
+    assert all(isinstance(a, InferenceFailed) and "1 outputs for a batch of 2 inputs" in str(a) for a in answers)
+    assert sample(processor.metrics, "ilcs_batch_failures_total") == 1
+
+
+def test_a_fault_in_the_batch_function_itself_fails_its_batch_and_is_counted(processor, png, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(processor, "_answer", broken)
+    answers = processor([job(Upload(png), "gray"), job(Upload(png), "none")])
+    assert all(isinstance(a, InferenceFailed) and "batch of 2 images" in str(a) for a in answers)
+    assert "simulated bug" in str(answers[0])
+    assert sample(processor.metrics, "ilcs_batch_failures_total") == 1
+
+
+def test_a_batch_the_batcher_failed_reaches_the_client_as_inference_failed():
+    failed = batch_failed(BatchFailed(3, RuntimeError("simulated")))
+    assert isinstance(failed, InferenceFailed) and failed.status == 500
+    assert str(failed) == "the model failed on the batch of 3 images this one was in (simulated); retry the request"
 
 
 def test_a_heatmap_that_cannot_be_rendered_fails_its_image_alone(processor, png, monkeypatch):

@@ -1,15 +1,25 @@
 """Reading both folder layouts once, and a stratified, duplicate-safe split manifest."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from training.config import TrainConfig, default_neu_root
 from training.data import load_image_folder
 from training.split import load_manifest, make_split, write_manifest
 
 from .conftest import CLASSES, synthetic_image, write_neu_layout
+
+
+def test_the_neu_root_is_the_shared_copy_beside_the_checkout_unless_ilcs_neu_dir_says(monkeypatch, tmp_path):
+    monkeypatch.delenv("ILCS_NEU_DIR", raising=False)
+    checkout = Path(__file__).resolve().parents[2]
+    assert default_neu_root() == checkout.parent / "shared" / "data" / "neu-det"
+    monkeypatch.setenv("ILCS_NEU_DIR", str(tmp_path))
+    assert default_neu_root() == tmp_path and TrainConfig().data == str(tmp_path)
 
 
 def test_neu_layout_labels_are_filename_prefixes_sorted(neu_like):
