@@ -119,16 +119,16 @@ TABLE2_HEADER = ["model", "paper top-1", "ours top-1", "paper top-5", "ours top-
 RUNS_HEADER = ["model", "seed", "epochs", "best epoch (val)", "val top-1", "test top-1", "test top-5", "wall (min)",
                "s/epoch"]  # fmt: skip
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "input_size")
-RECIPE_KEYS += ("channels_last", "manifest")
+RECIPE_KEYS += ("channels_last", "manifest", "box_loss_weight")
 
 
 def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
 
-def load_run(path: Path) -> Run | None:
-    """Read one run folder; ``None`` if it holds no log yet."""
-    model, sep, seed = path.name.rpartition("_seed")
+def load_run(path: Path, name: str | None = None) -> Run | None:
+    """Read one run folder (named ``<model>_seed<k>``, or as ``name`` says); ``None`` if it holds no log yet."""
+    model, sep, seed = (name or path.name).rpartition("_seed")
     if not sep or not seed.isdigit():
         return None
     log = json.loads((path / "log.json").read_text()) if (path / "log.json").exists() else []
@@ -158,9 +158,17 @@ def load_run(path: Path) -> Run | None:
     )
 
 
-def load_runs(runs_dir: Path) -> list[Run]:
-    """Every run under ``runs_dir``, in the paper's row order, then by seed."""
+ABLATION_DIR = ROOT / "reports" / "runs" / "ablation"
+ABLATION_ARMS = {"miam": "ilcs", "nomiam": "ilcs-nomiam"}  # the paired ILCS runs of reports/neu-ilcs.md
+
+
+def load_runs(runs_dir: Path, ablation_dir: Path | None = None) -> list[Run]:
+    """Every run under ``runs_dir``, plus the ILCS +-MIAM ablation runs (same recipe), in the paper's row order."""
     runs = [r for p in sorted(Path(runs_dir).glob("*_seed*")) if p.is_dir() and (r := load_run(p))]
+    for p in sorted(Path(ablation_dir).glob("*_s[0-9]*")) if ablation_dir else []:
+        arm, _, seed = p.name.rpartition("_s")
+        if arm in ABLATION_ARMS and seed.isdigit() and (r := load_run(p, f"{ABLATION_ARMS[arm]}_seed{seed}")):
+            runs.append(r)
     order = {m: i for i, m in enumerate(PAPER_TABLE2)}
     return sorted(runs, key=lambda r: (order.get(r.model, len(order)), r.model, r.seed))
 
@@ -225,7 +233,8 @@ def _recipe_text(runs: Sequence[Run]) -> tuple[str, list[str]]:
         f"label smoothing {c.get('label_smoothing')},\n"
         f"batch {c.get('batch_size')}, input {c.get('input_size')}x{c.get('input_size')}, "
         f"channels-last {c.get('channels_last')}, split `{c.get('manifest')}`, the shipped augmentation "
-        "(`training/augment.py`), random initialisation"
+        f"(`training/augment.py`), weak box supervision of the heatmap with weight {c.get('box_loss_weight', 0)}, "
+        "random initialisation"
     )
     return text, odd
 
@@ -261,10 +270,17 @@ def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None
         base = model.split("-", 1)[0]
         ref_text = f"; {base} over its seeds: {top1[base].text()}" if base in top1 else ""
         lines.append(f"- Variant `{model}` (not a paper row; same recipe): test top-1 {top1[model].text()}{ref_text}.")
+    if any((r.recipe or {}).get("box_loss_weight") for r in done):
+        lines.append(
+            "- **The box loss is not neutral between the arms.** The recipe's weak box supervision pulls each model's "
+            "heatmap toward the NEU boxes: MIAM's spatial gate for a model with MIAM, but the activation energy of\n"
+            "  the last feature map, which the classifier reads, for a model without. So a MIAM delta here measures "
+            "MIAM together with where the box loss acts; the paper trained with cross-entropy alone."
+        )
     from training.config import TrainConfig
 
     recipe_epochs = TrainConfig().epochs
-    if epochs := ", ".join(map(str, sorted({r.epochs for r in done}))):
+    if (epochs := ", ".join(map(str, sorted({r.epochs for r in done})))) and epochs != str(recipe_epochs):
         lines.append(
             f"- **Shortened schedule.** Every run here trained {epochs} epochs, not the {recipe_epochs} of the recipe "
             "(`training/config.py`; the paper "
@@ -354,7 +370,8 @@ def write_report(
     # Facts about how the runs went live beside the logs, one per line.
     notes_file = Path(runs_dir) / "NOTES.txt"
     notes = [n.strip() for n in notes_file.read_text().splitlines() if n.strip()] if notes_file.exists() else []
-    text = render_report(load_runs(runs_dir), params_fn=params_fn, shipped=shipped, notes=notes)
+    ablation = ABLATION_DIR if Path(runs_dir).resolve() == RUNS_DIR else None  # the shipped tree's ILCS runs
+    text = render_report(load_runs(runs_dir, ablation), params_fn=params_fn, shipped=shipped, notes=notes)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
     return text

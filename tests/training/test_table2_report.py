@@ -144,3 +144,12 @@ def test_runs_train_the_papers_models_not_the_recipes_model_options(tmp_path, ca
     main(["run", "--dry-run", "--epochs", "1", "--models", "ilcs", "--seeds", "0", "--runs-dir", str(tmp_path)])
     command = next(line for line in capsys.readouterr().out.splitlines() if " train " in line)
     assert command.endswith("--model-kwargs {}")  # ILCS with MIAM, as in the paper's Table 2
+
+
+def test_the_ilcs_rows_reuse_the_paired_ablation_runs(tmp_path):
+    ablation = tmp_path / "ablation"
+    ablation.mkdir()
+    for arm, top1 in (("miam", 0.98), ("nomiam", 0.97)):  # reports/runs/ablation/<arm>_s<seed>
+        fake_run(tmp_path / "made", "ilcs", 0, top1).rename(ablation / f"{arm}_s0")
+    loaded = {(r.model, r.seed): r.test_top1 for r in load_runs(tmp_path / "table2", ablation)}
+    assert loaded == {("ilcs", 0): pytest.approx(98.0), ("ilcs-nomiam", 0): pytest.approx(97.0)}
