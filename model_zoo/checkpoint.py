@@ -61,6 +61,11 @@ class ModelCard(BaseModel):
     weights_sha256: str = ""
     created: str = ""
 
+    @property
+    def heatmap_style(self) -> dict[str, float]:
+        """How the map is shown, as ``upsample_attention``'s ``blur`` and ``gamma`` keywords."""
+        return {"blur": self.heatmap_blur, "gamma": self.heatmap_gamma}
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

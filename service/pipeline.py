@@ -119,7 +119,7 @@ class BatchProcessor:
         self.uniform_std = uniform_std
         self.observe = observe
         self.reduce_to = engine.card.input_size
-        self.style = {"blur": engine.card.heatmap_blur, "gamma": engine.card.heatmap_gamma}
+        self.style = engine.card.heatmap_style
 
     def __call__(self, jobs: list[Job]) -> list[Answer | Exception]:
         began = time.perf_counter()

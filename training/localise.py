@@ -214,7 +214,7 @@ def localise_cli(args) -> None:
         print(json.dumps(_fit_and_store(model, card, data, pre, args)))
         return
     methods = method_names(model) if args.method == "all" else [args.method]
-    style = None if args.raw else {"blur": card.heatmap_blur, "gamma": card.heatmap_gamma}
+    style = None if args.raw else card.heatmap_style
     results = [
         localise(model, data, pre, m, progress=not args.json, baselines=i == 0, style=style)
         for i, m in enumerate(methods)

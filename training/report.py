@@ -96,7 +96,7 @@ def make_figures(checkpoint, data, manifest, out_dir) -> dict:
         examples,
         out_dir / "heatmaps.png",
         title=f"{card.heatmap_method}, blur {card.heatmap_blur:g}, gamma {card.heatmap_gamma:g}",
-        style={"blur": card.heatmap_blur, "gamma": card.heatmap_gamma},
+        style=card.heatmap_style,
     )
     methods = [
         localise(model, val, pre, m, progress=False, baselines=i == 0) for i, m in enumerate(method_names(model))
@@ -107,7 +107,7 @@ def make_figures(checkpoint, data, manifest, out_dir) -> dict:
         first, first_card = load_checkpoint(start)
         before = localise(first, val, pre, "model", progress=False, baselines=False)
         before["val_top1"] = first_card.metrics.get("val_top1")
-    style = {"blur": card.heatmap_blur, "gamma": card.heatmap_gamma}
+    style = card.heatmap_style
     served = localise(model, test, pre, "model", progress=False, style=style)
     served_raw = localise(model, test, pre, "model", progress=False)
     return {

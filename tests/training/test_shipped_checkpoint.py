@@ -48,7 +48,7 @@ def test_shipped_heatmap_as_served_meets_the_localisation_targets_and_beats_imag
     model, card = load_checkpoint(SHIPPED_CHECKPOINT)
     data = load_image_folder(neu_dir, classes=card.labels, progress=False)
     test = data.subset(load_manifest(DEFAULT_MANIFEST)["test"])
-    style = {"blur": card.heatmap_blur, "gamma": card.heatmap_gamma}
+    style = card.heatmap_style
     assert card.metrics["heatmap_style"]["subset"] == "val"  # chosen on validation, never on test
     r = localise(model, test, Preprocess.from_card(card), "model", progress=False, style=style)
     assert r["energy_in_boxes"] >= 0.60 and r["pointing_game"] >= 0.90, (r["energy_in_boxes"], r["pointing_game"])
