@@ -1,14 +1,14 @@
 """The paper's Table 2 reproduced: seven models, one shared recipe, ours beside the paper's.
 
-``python -m benchmarks.table2 run --epochs N`` trains every model of the paper's Table 2
-from random initialisation with the training recipe and only the epoch count changed,
-the paper's models (ILCS with MIAM) whatever the recipe's model options. Runs go one
-after the other, each an ``ilcs train`` into ``reports/runs/table2/<model>_seed<k>/``;
-ILCS and MobileNetV2 are repeated over more seeds so a difference can be told from
-noise. A finished run is skipped and an interrupted one resumes from its ``last.pt``.
+``python -m benchmarks.table2 run`` trains every model of the paper's Table 2 from random
+initialisation with the shipped recipe (``training/config.py``), the paper's models (ILCS with
+MIAM) whatever the recipe's model options. Every baseline is paired with its +MIAM model at the
+same seed, and ILCS with its own arm without MIAM, whose runs are those of the model report's
+ablation (``reports/runs/ablation/``). Runs go one after the other, the small models' seeds first
+and ResNet50 last; a finished run is skipped and an interrupted one resumes from its ``last.pt``.
 
-``python -m benchmarks.table2 report`` writes ``reports/table2.md`` from those logs alone;
-``scripts/run_table2.sh`` runs the plan and commits each run's logs as it ends.
+``python -m benchmarks.table2 report`` writes ``reports/table2.md`` and its validation-loss figure
+from the logs alone; ``scripts/run_table2.sh`` runs the plan and commits each run's logs as it ends.
 """
 
 from __future__ import annotations
@@ -37,15 +37,29 @@ REPORT = ROOT / "reports" / "table2.md"
 SHIPPED_RUN = ROOT / "model_zoo" / "checkpoints" / "ilcs_neu.json"
 
 MIAM_PAIRS = (("resnet50", "resnet50+miam"), ("effnet", "effnet+miam"), ("mobilenet_v2", "mobilenet_v2+miam"))
-SEED0_ORDER = ("ilcs", "mobilenet_v2", "mobilenet_v2+miam", "effnet", "effnet+miam", "resnet50", "resnet50+miam")
-REPEATED = ("ilcs", "mobilenet_v2")
+ILCS_PAIR = ("ilcs-nomiam", "ilcs")  # not a paper row without MIAM: the shipped model's own ablation
+#: Run order: the small models' pairs seed by seed, ResNet50 (the slowest by far) last.
+PLAN_PAIRS = (ILCS_PAIR, ("mobilenet_v2", "mobilenet_v2+miam"), ("effnet", "effnet+miam"))
+MODEL_KWARGS = {"ilcs-nomiam": ("ilcs", {"attn_layer": None})}  # label -> registry model and its arguments
+ABLATION_DIR = ROOT / "reports" / "runs" / "ablation"
+ABLATION_ARMS = {"miam": "ilcs", "nomiam": "ilcs-nomiam"}  # the paired ILCS runs of reports/neu-ilcs.md
 
 
-def run_plan(seeds: Sequence[int] = (0, 1, 2), models: Sequence[str] = SEED0_ORDER) -> list[tuple[str, int]]:
-    """The order of the runs: every model at the first seed, then the other seeds of ILCS and MobileNetV2."""
-    plan = [(m, seeds[0]) for m in models]
-    plan += [(m, s) for s in seeds[1:] for m in REPEATED if m in models]
-    return plan
+def run_plan(
+    seeds: Sequence[int] = (0, 1, 2), resnet50_seeds: Sequence[int] = (0,), models: Sequence[str] | None = None
+) -> list[tuple[str, int]]:
+    """The order of the runs: each small model with and without MIAM seed by seed, then ResNet50's pairs."""
+    plan = [(m, s) for s in seeds for pair in PLAN_PAIRS for m in pair]
+    plan += [(m, s) for s in resnet50_seeds for m in MIAM_PAIRS[0]]
+    return [(m, s) for m, s in plan if models is None or m in models]
+
+
+def run_dir(runs_dir: Path, label: str, seed: int) -> Path:
+    """Where a run trains: the ILCS arms into the ablation folder they share with reports/neu-ilcs.md."""
+    arm = {v: k for k, v in ABLATION_ARMS.items()}.get(label)
+    if arm and Path(runs_dir).resolve() == RUNS_DIR:
+        return ABLATION_DIR / f"{arm}_s{seed}"
+    return Path(runs_dir) / f"{label}_seed{seed}"
 
 
 def parse_variant(text: str) -> tuple[str, str, dict]:
@@ -66,13 +80,17 @@ def _finished(out: Path, epochs: int) -> bool:
 
 def run_all(args: argparse.Namespace) -> None:
     """Train the plan's runs one after the other, skipping finished ones; rewrite the report after each."""
+    from training.config import TrainConfig
+
     ilcs = shutil.which("ilcs", path=str(Path(sys.executable).parent)) or "ilcs"
-    plan = [(m, s, m, {}) for m, s in run_plan(tuple(args.seeds), tuple(args.models))]
+    args.epochs = args.epochs or TrainConfig().epochs
+    plan = [(m, s, *MODEL_KWARGS.get(m, (m, {}))) for m, s in run_plan(args.seeds, args.resnet50_seeds, args.models)]
     plan += [(label, args.seeds[0], model, kwargs) for label, model, kwargs in map(parse_variant, args.variant)]
-    plan = [p for p in plan if not args.only or f"{p[0]}_seed{p[1]}" in args.only]
+    chosen = set(args.only or ())
+    plan = [p for p in plan if not chosen or {f"{p[0]}_seed{p[1]}", run_dir(Path(args.runs_dir), *p[:2]).name} & chosen]
     print(f"table2: {len(plan)} runs, {args.epochs} epochs each: {[(p[0], p[1]) for p in plan]}", flush=True)
     for label, seed, model, kwargs in plan:
-        out = Path(args.runs_dir) / f"{label}_seed{seed}"
+        out = run_dir(Path(args.runs_dir), label, seed)
         if _finished(out, args.epochs):
             print(f"table2: {out.name} already finished, skipped", flush=True)
             continue
@@ -112,12 +130,16 @@ class Run:
     wall_seconds: float | None = None
     recipe: dict | None = None
     threads: int | None = None
+    val_losses: list[float] | None = None  # per epoch
 
 
 TABLE2_HEADER = ["model", "paper top-1", "ours top-1", "paper top-5", "ours top-5", "params ours (M)",
                  "params paper (M)", "wall time per run (min)"]  # fmt: skip
 RUNS_HEADER = ["model", "seed", "epochs", "best epoch (val)", "val top-1", "test top-1", "test top-5", "wall (min)",
                "s/epoch"]  # fmt: skip
+CONVERGENCE_HEADER = ["model", "seeds", "val loss, epoch 1", "best", "last quarter", "fall left in the last quarter",
+                      "verdict"]  # fmt: skip
+CONVERGENCE_ORDER = (*PAPER_TABLE2, ILCS_PAIR[0])
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "input_size")
 RECIPE_KEYS += ("channels_last", "manifest", "box_loss_weight")
 
@@ -155,11 +177,8 @@ def load_run(path: Path, name: str | None = None) -> Run | None:
         wall_seconds=training.get("wall_seconds") if finished else (log[-1]["wall_seconds"] if log else None),
         recipe=recipe or None,
         threads=training.get("threads"),
+        val_losses=[row["val_loss"] for row in log if "val_loss" in row] or None,
     )
-
-
-ABLATION_DIR = ROOT / "reports" / "runs" / "ablation"
-ABLATION_ARMS = {"miam": "ilcs", "nomiam": "ilcs-nomiam"}  # the paired ILCS runs of reports/neu-ilcs.md
 
 
 def load_runs(runs_dir: Path, ablation_dir: Path | None = None) -> list[Run]:
@@ -205,6 +224,58 @@ def summarise(values: Sequence[float]) -> Summary | None:
         return None
     std = statistics.stdev(values) if len(values) > 1 else None
     return Summary(len(values), statistics.fmean(values), std, min(values), max(values))
+
+
+STILL_FALLING = 0.10  # the share of its whole fall a validation loss may still make in the schedule's last quarter
+
+
+def still_falling(losses: Sequence[float]) -> float | None:
+    """The share of its whole fall the validation loss still made over the schedule's last quarter (< 0: it rose)."""
+    k = max(1, len(losses) // 4)
+    fall = losses[0] - min(losses) if losses else 0.0
+    if len(losses) < 2 * k + 1 or fall <= 0:
+        return None
+    return (statistics.fmean(losses[-2 * k : -k]) - statistics.fmean(losses[-k:])) / fall
+
+
+def convergence_row(model: str, runs: Sequence[Run]) -> tuple:
+    """Validation loss at the first epoch, its best and its last-quarter mean (means over seeds), and the verdict."""
+    curves = [r.val_losses for r in runs if r.val_losses]
+    shares = [x for c in curves if (x := still_falling(c)) is not None]
+    if not curves or not shares:
+        return model, len(curves), "–", "–", "–", "–", "no log"
+    k = max(1, min(map(len, curves)) // 4)
+    first, best = statistics.fmean(c[0] for c in curves), statistics.fmean(min(c) for c in curves)
+    last = statistics.fmean(statistics.fmean(c[-k:]) for c in curves)
+    worst = max(shares)
+    verdict = (
+        "flat" if worst <= STILL_FALLING else f"still falling ({len([x for x in shares if x > STILL_FALLING])} seed(s))"
+    )
+    spread = f"{100 * statistics.fmean(shares):+.1f}% (max {100 * worst:+.1f}%)"
+    return model, len(curves), f"{first:.3f}", f"{best:.3f}", f"{last:.3f}", spread, verdict
+
+
+def binomial_se(top1: float, test_n: int) -> float:
+    """Standard error (points) of one run's top-1 (percent) on ``test_n`` test images."""
+    p = min(max(top1 / 100, 0.5), 0.999)
+    return 100 * math.sqrt(p * (1 - p) / test_n)
+
+
+def agreement(ours: Summary, paper: float, se: float) -> str:
+    """Whether our figure agrees with the paper's within the noise: our seed spread plus two test sets' sampling."""
+    seed_var = ours.std**2 / ours.n if ours.std is not None else 0.0
+    noise = 2 * math.sqrt(seed_var + 2 * se**2)
+    d = ours.mean - paper
+    if abs(d) <= noise:
+        verdict = "agrees with the paper within the noise"
+    else:
+        verdict = f"{'above' if d > 0 else 'below'} the paper by more than the noise"
+    one = "; one seed, so the seed spread is not in the noise" if ours.n == 1 else ""
+    return f"{verdict} ({d:+.2f} points against a noise of ±{noise:.2f}{one})"
+
+
+def _signed(delta: Summary) -> str:
+    return f"{delta.mean:+.2f}" if delta.n == 1 else delta.text()
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -332,13 +403,30 @@ def render_report(
         paper_params = f"{PAPER_TABLE3[model][0]:.2f}"
         return model, f"{p1:.2f}", ours1, f"{p5:.2f}", ours5, f"{params_fn(model):.2f}", paper_params, wall
 
-    def miam_delta(base: str, plus: str) -> tuple:
+    def paired(base: str, plus: str) -> tuple[Summary | None, list[int]]:
         a = {r.seed: r.test_top1 for r in by_model.get(base, [])}
         b = {r.seed: r.test_top1 for r in by_model.get(plus, [])}
         seeds = sorted(set(a) & set(b))
-        delta = summarise([b[s] - a[s] for s in seeds])
-        ours = "–" if delta is None else (f"{delta.mean:+.2f}" if delta.n == 1 else delta.text())
-        return base, f"{PAPER_TABLE2[plus][0] - PAPER_TABLE2[base][0]:+.2f}", ours, ", ".join(map(str, seeds)) or "–"
+        return summarise([b[s] - a[s] for s in seeds]), seeds
+
+    def miam_delta(base: str, plus: str) -> tuple:
+        delta, seeds = paired(base, plus)
+        ours = "–" if delta is None else _signed(delta)
+        paper = f"{PAPER_TABLE2[plus][0] - PAPER_TABLE2[base][0]:+.2f}" if base in PAPER_TABLE2 else "– (no row)"
+        return base, paper, ours, ", ".join(map(str, seeds)) or "–"
+
+    test_n = next((r.test_n for r in done if r.test_n), 450)
+    verdicts = []
+    for m, (p1, _) in PAPER_TABLE2.items():
+        if m in top1:
+            se = binomial_se(top1[m].mean, test_n)
+            verdicts.append(f"- **{m}**: {top1[m].text()} against {p1:.2f}: {agreement(top1[m], p1, se)}.")
+    for base, plus in MIAM_PAIRS:
+        if (delta := paired(base, plus)[0]) is not None:
+            paper, se = PAPER_TABLE2[plus][0] - PAPER_TABLE2[base][0], binomial_se(top1[base].mean, test_n)
+            verdicts.append(
+                f"- **MIAM on {base}**: {_signed(delta)} against {paper:+.2f}: {agreement(delta, paper, se)}."
+            )
 
     def every(r: Run) -> tuple:
         per_epoch = r.wall_seconds / r.epochs_done if r.wall_seconds and r.epochs_done else None
@@ -355,7 +443,14 @@ def render_report(
         recipe=recipe,
         deviations=deviations,
         table2=table(TABLE2_HEADER, [side_by_side(m, p1, p5) for m, (p1, p5) in PAPER_TABLE2.items()]),
-        miam=table(["baseline", "paper", "ours", "seeds paired"], [miam_delta(b, p) for b, p in MIAM_PAIRS]),
+        miam=table(
+            ["baseline", "paper", "ours", "seeds paired"], [miam_delta(b, p) for b, p in (ILCS_PAIR, *MIAM_PAIRS)]
+        ),
+        verdicts="\n".join(verdicts),
+        convergence=table(
+            CONVERGENCE_HEADER, [convergence_row(m, by_model[m]) for m in CONVERGENCE_ORDER if m in by_model]
+        ),
+        still_falling=f"{100 * STILL_FALLING:.0f}%",
         runs=table(RUNS_HEADER, map(every, runs)),
         reading="\n".join(_reading(runs, top1, shipped, notes)),
         epochs=min(epochs) if epochs else "N",
@@ -371,7 +466,16 @@ def write_report(
     notes_file = Path(runs_dir) / "NOTES.txt"
     notes = [n.strip() for n in notes_file.read_text().splitlines() if n.strip()] if notes_file.exists() else []
     ablation = ABLATION_DIR if Path(runs_dir).resolve() == RUNS_DIR else None  # the shipped tree's ILCS runs
-    text = render_report(load_runs(runs_dir, ablation), params_fn=params_fn, shipped=shipped, notes=notes)
+    runs = load_runs(runs_dir, ablation)
+    text = render_report(runs, params_fn=params_fn, shipped=shipped, notes=notes)
+    curves: dict[str, list[list[float]]] = {}
+    for r in runs:
+        if r.finished and r.val_losses:
+            curves.setdefault(r.model, []).append(r.val_losses)
+    if curves:
+        from training.figures import plot_seed_bands
+
+        plot_seed_bands(curves, Path(out).parent / "figures" / "table2-val-loss.png")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
     return text
@@ -384,11 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.table2", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train the runs of Table 2 one after the other (resumable)")
-    r.add_argument("--epochs", type=int, required=True, help="the shared epoch count (every model, ILCS included)")
-    r.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="first: all models; others: ILCS, MobileNetV2"
-    )
-    r.add_argument("--models", nargs="+", default=list(SEED0_ORDER))
+    r.add_argument("--epochs", type=int, default=None, help="the shared epoch count (default: the recipe's)")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of ILCS, MobileNetV2, EffNet pairs")
+    r.add_argument("--resnet50-seeds", type=int, nargs="*", default=[0], help="seeds of the ResNet50 pair (last)")
+    r.add_argument("--models", nargs="+", default=None, help="only these models of the plan")
     r.add_argument("--threads", type=int, default=None)
     r.add_argument(
         "--variant", action="append", default=[], help='an extra run at the first seed: \'ilcs:{"pool_at": "early"}\''

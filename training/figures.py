@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from model_zoo.heatmap import overlay, upsample_attention  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_reliability", "plot_runs"]
+__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_reliability", "plot_runs", "plot_seed_bands"]
 
 
 def plot_heatmap_grid(
@@ -70,6 +70,29 @@ def plot_runs(runs: list[dict], out: Path) -> Path:
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_seed_bands(curves: dict[str, list[list[float]]], out: Path, ylabel: str = "validation loss") -> Path:
+    """One line per model (mean over seeds, per epoch), a min-max band; one colour per base model, dashed with MIAM."""
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    bases = list(dict.fromkeys(name.replace("+miam", "").replace("-nomiam", "") for name in curves))
+    for name, seeds in curves.items():
+        n = min(len(c) for c in seeds)
+        values = np.array([c[:n] for c in seeds])
+        epochs = np.arange(1, n + 1)
+        colour = f"C{bases.index(name.replace('+miam', '').replace('-nomiam', '')) % 10}"
+        with_miam = "+miam" in name or name == "ilcs"  # ILCS is the paper's model with MIAM
+        ax.plot(epochs, values.mean(0), "--" if with_miam else "-", color=colour, label=f"{name} (n={len(seeds)})")
+        if len(seeds) > 1:
+            ax.fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.12, lw=0)
+    ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{ylabel} (log scale)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return _save(fig, out)
 

@@ -30,4 +30,5 @@ def test_the_runner_trains_the_plan_one_run_at_a_time(tmp_path):
         "table2: 1 runs, 1 epochs each: [('ilcs', 0)]",
         "table2: 1 runs, 1 epochs each: [('effnet', 0)]",
         "table2: 1 runs, 1 epochs each: [('ilcs', 1)]",
+        "table2: 1 runs, 1 epochs each: [('effnet', 1)]",
     ]

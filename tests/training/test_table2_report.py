@@ -131,11 +131,85 @@ def test_write_report_writes_the_file_with_the_runs_notes(runs, tmp_path):
     assert "- Two lanes ran at once." in text
 
 
-def test_plan_runs_every_model_once_then_repeats_ilcs_and_mobilenet():
-    plan = run_plan((0, 1, 2))
-    assert len(plan) == 11 and plan[:7] == [(m, 0) for m, _ in plan[:7]]
-    assert {m for m, _ in plan[:7]} == set(PAPER_TABLE2)
-    assert sorted(plan[7:]) == [("ilcs", 1), ("ilcs", 2), ("mobilenet_v2", 1), ("mobilenet_v2", 2)]
+def test_plan_pairs_each_small_model_with_and_without_miam_seed_by_seed_and_resnet50_last():
+    plan = run_plan((0, 1, 2), resnet50_seeds=(0,))
+    assert len(plan) == 20 and plan[-2:] == [("resnet50", 0), ("resnet50+miam", 0)]
+    assert {m for m, _ in plan} == set(PAPER_TABLE2) | {"ilcs-nomiam"}
+    for seed in (0, 1, 2):  # every pair complete at a seed before the next seed starts
+        assert [m for m, s in plan[6 * seed : 6 * seed + 6]] == [
+            "ilcs-nomiam", "ilcs", "mobilenet_v2", "mobilenet_v2+miam", "effnet", "effnet+miam",
+        ]  # fmt: skip
+        assert {s for _, s in plan[6 * seed : 6 * seed + 6]} == {seed}
+    assert run_plan((0,), resnet50_seeds=(), models=("effnet",)) == [("effnet", 0)]
+
+
+def test_the_ilcs_arms_train_into_the_ablation_folders_they_share_with_the_model_report(tmp_path):
+    from benchmarks.table2 import ABLATION_DIR, RUNS_DIR, run_dir
+
+    assert run_dir(RUNS_DIR, "ilcs", 1) == ABLATION_DIR / "miam_s1"
+    assert run_dir(RUNS_DIR, "ilcs-nomiam", 2) == ABLATION_DIR / "nomiam_s2"
+    assert run_dir(RUNS_DIR, "effnet", 0) == RUNS_DIR / "effnet_seed0"
+    assert run_dir(tmp_path, "ilcs", 1) == tmp_path / "ilcs_seed1"  # elsewhere, one folder for all
+
+
+def test_only_picks_a_run_by_its_folder_name_too(capsys):
+    from benchmarks.table2 import main
+
+    main(["run", "--dry-run", "--only", "nomiam_s1"])  # the name scripts/run_table2.sh passes for an ILCS arm
+    assert "table2: 1 runs, 20 epochs each: [('ilcs-nomiam', 1)]" in capsys.readouterr().out
+
+
+def test_the_ilcs_arm_without_miam_is_trained_without_the_attention_layer(tmp_path, capsys):
+    from benchmarks.table2 import main
+
+    main(["run", "--dry-run", "--models", "ilcs-nomiam", "--seeds", "0", "--runs-dir", str(tmp_path)])
+    command = next(line for line in capsys.readouterr().out.splitlines() if " train " in line)
+    assert "--epochs 20 " in command  # the recipe's schedule unless told otherwise
+    assert f"--model ilcs --epochs 20 --seed 0 --out {tmp_path / 'ilcs-nomiam_seed0'} " in command
+    assert command.endswith('--model-kwargs {"attn_layer": null}')
+
+
+def test_each_row_and_each_miam_delta_gets_a_verdict_against_the_paper_within_the_noise(runs):
+    text = report(runs)
+    # ilcs 97.00 +- 1.00 (n=3) against 97.50: noise 2 * sqrt(1/3 + 2 * se^2), se = 100 * sqrt(.97 * .03 / 450) = 0.80
+    assert "- **ilcs**: 97.00 ± 1.00 (n=3, 96.00–98.00) against 97.50: agrees with the paper within the noise" in text
+    assert "(-0.50 points against a noise of ±2.55)" in text
+    # effnet: one seed at 90.00 against 94.81, se = 1.41: noise 2 * sqrt(2) * 1.41 = 4.00 < 4.81
+    assert "- **effnet**: 90.00 against 94.81: below the paper by more than the noise (-4.81 points against a " in text
+    assert "one seed, so the seed spread is not in the noise" in row_line(text, "- **effnet**")
+    assert "- **MIAM on mobilenet_v2**: +1.00 against +0.47: agrees with the paper within the noise" in text
+
+
+def row_line(text, start):
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_convergence_is_judged_on_the_share_of_the_fall_left_in_the_last_quarter():
+    from benchmarks.table2 import still_falling
+
+    # 8 epochs: last quarter = 2 epochs; the fall is 1.0; previous quarter mean 0.10, last 0.0: 10% of it left
+    assert still_falling([1.0, 0.6, 0.4, 0.3, 0.15, 0.05, 0.0, 0.0]) == pytest.approx(0.10)
+    assert still_falling([1.0, 0.5, 0.4, 0.3, 0.2, 0.2, 0.3, 0.3]) < 0  # it rose: nothing left to gain
+    assert still_falling([0.5, 0.6]) is None  # too short to tell
+
+
+def test_the_convergence_table_names_a_model_still_falling(runs):
+    for seed in range(3):
+        log_path = runs / f"ilcs_seed{seed}" / "log.json"
+        log = json.loads(log_path.read_text())
+        for e, r in enumerate(log):  # ilcs falls steadily to the end: 1.0, 0.9, ..., 0.1
+            r["val_loss"] = 1.0 - 0.1 * e
+        log_path.write_text(json.dumps(log))
+    line = next(x for x in report(runs).splitlines() if x.startswith("| ilcs | 3 |"))
+    assert line.endswith("still falling (3 seed(s)) |")
+
+
+def test_write_report_draws_the_validation_loss_of_every_model(runs, tmp_path):
+    out = tmp_path / "reports" / "table2.md"
+    write_report(runs, out, params_fn=lambda model: 1.0)
+    figure = tmp_path / "reports" / "figures" / "table2-val-loss.png"
+    assert figure.exists() and figure.stat().st_size > 10_000
+    assert "figures/table2-val-loss.png" in out.read_text()
 
 
 def test_runs_train_the_papers_models_not_the_recipes_model_options(tmp_path, capsys):
