@@ -215,7 +215,7 @@ class Summary:
 
     def text(self, digits: int = 2) -> str:
         if self.n == 1:
-            return f"{self.mean:.{digits}f}"
+            return f"{self.mean:.{digits}f} (n=1)"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} (n={self.n}, {self.lo:.{digits}f}–{self.hi:.{digits}f})"
 
 
@@ -275,7 +275,7 @@ def agreement(ours: Summary, paper: float, se: float) -> str:
 
 
 def _signed(delta: Summary) -> str:
-    return f"{delta.mean:+.2f}" if delta.n == 1 else delta.text()
+    return f"{delta.mean:+.2f} (n=1)" if delta.n == 1 else delta.text()
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:

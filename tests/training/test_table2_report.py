@@ -81,7 +81,7 @@ def test_each_row_puts_ours_beside_the_paper(runs):
     text = report(runs)
     for model, (p1, _) in PAPER_TABLE2.items():
         assert f"| {model} | {p1:.2f} |" in text
-    assert "| effnet | 94.81 | 90.00 | 100.00 | 99.80 | 1.23 | 2.21 | 10.0 |" in text
+    assert "| effnet | 94.81 | 90.00 (n=1) | 100.00 | 99.80 (n=1) | 1.23 | 2.21 | 10.0 |" in text
     assert "| resnet50+miam | 96.36 | not run |" in text
     assert "| resnet50 | 95.09 | running |" in text
     assert "(unfinished: 3/10 epochs)" in text
@@ -97,8 +97,8 @@ def test_repeated_seeds_give_mean_std_and_range(runs):
 
 def test_miam_delta_pairs_equal_seeds_beside_the_papers(runs):
     text = report(runs)
-    assert "| mobilenet_v2 | +0.47 | +1.00 | 0 |" in text
-    assert "| effnet | +1.02 | -1.00 | 0 |" in text
+    assert "| mobilenet_v2 | +0.47 | +1.00 (n=1) | 0 |" in text
+    assert "| effnet | +1.02 | -1.00 (n=1) | 0 |" in text
     assert "| resnet50 | +1.27 | – | – |" in text
 
 
@@ -119,7 +119,7 @@ def test_a_run_off_the_shared_recipe_is_named(runs):
 def test_a_variant_run_is_listed_beside_its_base_model(runs):
     fake_run(runs, "ilcs-pool_at=early", 0, 0.955)
     text = report(runs)
-    assert "Variant `ilcs-pool_at=early` (not a paper row; same recipe): test top-1 95.50; ilcs over its seeds" in text
+    assert "Variant `ilcs-pool_at=early` (not a paper row; same recipe): test top-1 95.50 (n=1); ilcs over" in text
     assert "| ilcs-pool_at=early | 0 | 10 |" in text
 
 
@@ -175,9 +175,9 @@ def test_each_row_and_each_miam_delta_gets_a_verdict_against_the_paper_within_th
     assert "- **ilcs**: 97.00 ± 1.00 (n=3, 96.00–98.00) against 97.50: agrees with the paper within the noise" in text
     assert "(-0.50 points against a noise of ±2.55)" in text
     # effnet: one seed at 90.00 against 94.81, se = 1.41: noise 2 * sqrt(2) * 1.41 = 4.00 < 4.81
-    assert "- **effnet**: 90.00 against 94.81: below the paper by more than the noise (-4.81 points against a " in text
+    assert "- **effnet**: 90.00 (n=1) against 94.81: below the paper by more than the noise (-4.81 points" in text
     assert "one seed, so the seed spread is not in the noise" in row_line(text, "- **effnet**")
-    assert "- **MIAM on mobilenet_v2**: +1.00 against +0.47: agrees with the paper within the noise" in text
+    assert "- **MIAM on mobilenet_v2**: +1.00 (n=1) against +0.47: agrees with the paper within the noise" in text
 
 
 def row_line(text, start):
