@@ -333,6 +333,10 @@ def _reading(runs: Sequence[Run], top1: dict[str, Summary], shipped: dict | None
         for m, s in top1.items()
         if s.n > 1
     ]
+    ranked = sorted((m for m in top1 if m in PAPER_TABLE2), key=lambda m: -top1[m].mean)
+    if "ilcs" in ranked and len(ranked) > 1:
+        order = ", ".join(f"{m} {top1[m].mean:.2f}" for m in ranked)
+        lines.append(f"- The rows by mean test top-1: {order}; ILCS ranks {ranked.index('ilcs') + 1} of {len(ranked)}.")
     if "ilcs" in top1 and "mobilenet_v2" in top1:
         lines.append(
             f"- ILCS minus MobileNetV2, mean over seeds: {top1['ilcs'].mean - top1['mobilenet_v2'].mean:+.2f} points."

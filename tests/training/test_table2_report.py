@@ -93,6 +93,8 @@ def test_repeated_seeds_give_mean_std_and_range(runs):
     assert "97.00 ± 1.00 (n=3, 96.00–98.00)" in row(text, "ilcs")
     assert "95.00 ± 1.00 (n=3, 94.00–96.00)" in row(text, "mobilenet_v2")
     assert "ILCS minus MobileNetV2, mean over seeds: +2.00 points" in text
+    # ilcs 97.00, mobilenet_v2 95.00, mobilenet_v2+miam 95.00, effnet 90.00, effnet+miam 89.00
+    assert "- The rows by mean test top-1: ilcs 97.00, mobilenet_v2 95.00," in text and "ILCS ranks 1 of 5." in text
 
 
 def test_miam_delta_pairs_equal_seeds_beside_the_papers(runs):
