@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.loopback import Service, load_images, request_payloads, run_level
 from benchmarks.markdown import render, table
 
-__all__ = ["STAGES", "keep_section", "main", "split", "stage_of"]
+__all__ = ["STAGES", "checkpoint_at", "keep_section", "main", "model_cpu", "split", "stage_of"]
 
 DEFAULT_OUT = Path("reports/service-bench.md")
 BEGIN, END = "<!-- attribution: begin -->", "<!-- attribution: end -->"
@@ -41,8 +41,9 @@ def _strict_check_frame() -> str:
     return rf"^decode \(service/intake\.py:{line}\)"
 
 
-# (stage, pattern matched against one frame "Class.function (package/file.py:line)"); a stack is given to the
-# stage of its innermost frame that matches, e.g. the PNG encoder inside the heatmap counts as "heatmap PNG".
+# Work stages, in priority order: a sample whose stack passes through one of these frames anywhere is that
+# stage's (the first listed wins: the PNG encoder inside the heatmap is "heatmap PNG", the model's backend
+# code inside ``Engine.predict`` is the model's). Patterns match one frame "Class.function (package/file.py:line)".
 STAGES: list[tuple[str, re.Pattern[str]]] = [
     (stage, re.compile(pattern))
     for stage, pattern in [
@@ -50,28 +51,39 @@ STAGES: list[tuple[str, re.Pattern[str]]] = [
         ("JPEG strict check (simplejpeg)", _strict_check_frame()),
         (
             "decoding (Pillow, gray, reduce)",
-            r"(^|\.)(decode|_reduced|reduce_gray|_decode|to_gray) \((service|model_zoo)/",
+            r"(^|\.)(decode|_plain_jpeg|_reduced|reduce_gray|_decode|to_gray) \((service|model_zoo)/",
         ),
         ("preprocessing (resize, normalise)", r"model_zoo/preprocess\.py"),
         ("heatmap PNG and base64", r"(^|\.)(encode_png|_chunk|b64encode) \("),
         ("heatmap upsampling and colour", r"model_zoo/heatmap\.py|(^|\.)render_heatmap \("),
         ("header inspection", r"(^|\.)(inspect|inspect_upload|_walk_png|_walk_jpeg) \(service/"),
-        ("answer and JSON", r"(^|\.)(build_result|serialize_response|jsonable_encoder|render) \(|pydantic|json/"),
+        ("answer: result, validation, JSON", r"(^|\.)(build_result|serialize_response|jsonable_encoder) \("),
+        ("access log", r"service/(access_log|logs)\.py|logging/"),
+        ("metrics", r"prometheus_client"),
         ("batcher and admission", r"service/(batcher|admission)\.py"),
-        ("request handling (routes, middleware, logs)", r"service/"),
-        ("HTTP server and framework", r"uvicorn|h11|httptools|starlette|anyio|fastapi"),
-        ("event loop", r"asyncio|uvloop|selectors"),
     ]
+]
+# What is left goes to the innermost of these: the service's own request code, the web stack, the loop.
+LAYERS: list[tuple[str, re.Pattern[str]]] = [
+    ("request handling (routes, middleware, pipeline)", re.compile(r"service/")),
+    (
+        "HTTP server and framework (h11, uvicorn, Starlette, FastAPI, pydantic)",
+        re.compile(r"uvicorn|h11|httptools|starlette|anyio|fastapi|pydantic"),
+    ),  # fmt: skip
+    ("event loop and threads (asyncio, futures)", re.compile(r"asyncio|uvloop|selectors|concurrent/|threading")),
 ]
 
 
 def stage_of(frames: list[str]) -> str:
-    """The stage of one sampled stack (outermost frame first): its innermost frame that names a stage."""
+    """The stage of one sampled stack (outermost frame first)."""
+    for stage, pattern in STAGES:
+        if any(pattern.search(frame) for frame in frames):
+            return stage
     for frame in reversed(frames):
-        for stage, pattern in STAGES:
+        for layer, pattern in LAYERS:
             if pattern.search(frame):
-                return stage
-    return "other (threads, imports, Python)"
+                return layer
+    return "other"
 
 
 def split(collapsed: str) -> tuple[Counter, Counter]:
@@ -86,6 +98,43 @@ def split(collapsed: str) -> tuple[Counter, Counter]:
         on_loop = thread.endswith(": MainThread")  # uvicorn's event loop; the model workers are ilcs-model_N
         (loop if on_loop else workers)[stage_of(frames)] += int(count)
     return loop, workers
+
+
+def model_cpu(checkpoints: dict[str, Path], sizes: tuple[int, ...] = (1, 4, 8), rounds: int = 6) -> dict:
+    """CPU ms per image of each checkpoint's service engine (frozen graph, one thread), per batch size.
+
+    CPU time of the calling thread (``time.thread_time``), so other work on the machine does not count;
+    the checkpoints are measured in interleaved rounds and the median kept.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    from service.inference import Engine
+
+    torch.set_num_threads(1)
+    engines = {name: Engine.load(path, "cpu", threads=1, workers=1, graph=True) for name, path in checkpoints.items()}
+    samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in sizes} for name in engines}
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            for size in sizes:
+                batch = engine.example_input(size)
+                engine.predict(batch)
+                calls = max(1, 16 // size)
+                start = time.thread_time()
+                for _ in range(calls):
+                    engine.predict(batch)
+                samples[name][size].append(1e3 * (time.thread_time() - start) / (calls * size))
+    return {name: {b: statistics.median(v) for b, v in by_size.items()} for name, by_size in samples.items()}
+
+
+def checkpoint_at(rev: str, folder: Path, stem: str = "model_zoo/checkpoints/ilcs_neu") -> Path:
+    """The shipped checkpoint as it was at git revision ``rev``, written into ``folder``."""
+    for suffix in (".json", ".safetensors"):
+        data = subprocess.run(["git", "show", f"{rev}:{stem}{suffix}"], check=True, capture_output=True).stdout
+        (folder / f"old{suffix}").write_bytes(data)
+    return folder / "old"
 
 
 def keep_section(report: str, previous: str) -> str:
@@ -110,9 +159,9 @@ def main(args: argparse.Namespace) -> None:
     payloads = request_payloads(load_images())
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     env = {"ILCS_BACKEND": args.backend, "ILCS_CALIBRATE": "false"}
-    with tempfile.TemporaryDirectory() as tmp, Service(args.batch, args.delay_ms, 256, **env) as svc:
+    raw = Path(args.samples)
+    with Service(args.batch, args.delay_ms, 256, **env) as svc:
         run_level(svc, payloads, clients=4, requests=50)  # warm the server's paths
-        raw = Path(tmp) / "samples.txt"
         spy = [py_spy, "record", "--pid", str(svc.proc.pid), "--duration", str(args.seconds), "--rate",
                str(args.rate), "--format", "raw", "--threads", "--nonblocking", "--output", str(raw)]  # fmt: skip
         level = {}
@@ -122,7 +171,12 @@ def main(args: argparse.Namespace) -> None:
         driver.start()
         subprocess.run(spy, check=True, capture_output=True)
         driver.join()
-        loop, workers = split(raw.read_text())
+    loop, workers = split(raw.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        from service.settings import get_settings
+
+        old = checkpoint_at(args.baseline, Path(tmp))
+        cpu = model_cpu({f"{args.baseline} (no MIAM)": old, "shipped": get_settings().checkpoint})
     measured = level["v"]
     total = sum(loop.values()) + sum(workers.values())
     stages = sorted(set(loop) | set(workers), key=lambda s: -(loop[s] + workers[s]))
@@ -141,6 +195,11 @@ def main(args: argparse.Namespace) -> None:
         rate=args.rate,
         table=table(["stage", "event loop", "model workers", "all"], rows),
         loop_share=f"{sum(loop.values()) / total:.0%}",
+        baseline=args.baseline,
+        model_cpu=table(
+            ["checkpoint", *(f"batch {b}, ms/image" for b in next(iter(cpu.values())))],
+            [(name, *(f"{v:.1f}" for v in by_size.values())) for name, by_size in cpu.items()],
+        ),
     )
     out = Path(args.out)
     out.write_text(_with_section(out.read_text() if out.exists() else "", section))
@@ -156,5 +215,7 @@ if __name__ == "__main__":
     parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--py-spy", default=None, help="path of the py-spy binary (default: on PATH)")
+    parser.add_argument("--baseline", default="ef9dc56", help="git revision of the no-MIAM checkpoint compared")
+    parser.add_argument("--samples", default="/tmp/ilcs-attribution-samples.txt", help="py-spy's raw output")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     main(parser.parse_args())

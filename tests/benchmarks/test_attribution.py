@@ -17,10 +17,14 @@ def strict_line() -> int:
     return first + next(i for i, text in enumerate(lines) if "simplejpeg.decode_jpeg" in text)
 
 
-def test_a_stack_goes_to_its_innermost_stage():
+def test_a_stack_goes_to_the_work_stage_it_passes_through_else_to_its_innermost_layer():
     png = ["render_heatmap (service/heatmap.py:75)", "encode_png (service/heatmap.py:44)"]
     assert stage_of([*PROCESS.split(";"), *png]) == "heatmap PNG and base64"
-    assert stage_of([*PROCESS.split(";"), "Engine._predict (service/inference.py:199)"]).startswith("model forward")
+    model = ["Engine._predict (service/inference.py:199)", "TorchRunner.__call__ (service/backends.py:80)"]
+    assert stage_of([*PROCESS.split(";"), *model]).startswith("model forward")
+    route = ["ServiceMiddleware.__call__ (service/middleware.py:60)", "classify (service/routes/classify.py:95)"]
+    assert stage_of([*LOOP.split(";")[1:], *route]).startswith("request handling")
+    assert stage_of([*LOOP.split(";")[1:], *route, "Request.body (starlette/requests.py:240)"]).startswith("HTTP")
     assert stage_of(["decode (service/intake.py:9999)", "to_gray (model_zoo/preprocess.py:40)"]).startswith("decod")
     assert stage_of([f"decode (service/intake.py:{strict_line()})"]).startswith("JPEG strict check")
     assert stage_of(["Preprocess.__call__ (model_zoo/preprocess.py:80)"]).startswith("preprocessing")
@@ -37,7 +41,7 @@ def test_samples_are_split_between_the_event_loop_and_the_model_workers():
         ]
     )
     loop, workers = split(raw)
-    assert loop == {"answer and JSON": 3}
+    assert loop == {"answer: result, validation, JSON": 3}
     assert workers == {"model forward (stack, backend, softmax)": 7}
 
 
