@@ -58,19 +58,23 @@ STAGES: list[tuple[str, re.Pattern[str]]] = [
         ("heatmap upsampling and colour", r"model_zoo/heatmap\.py|(^|\.)render_heatmap \("),
         ("header inspection", r"(^|\.)(inspect|inspect_upload|_walk_png|_walk_jpeg) \(service/"),
         ("answer: result, validation, JSON", r"(^|\.)(build_result|serialize_response|jsonable_encoder) \("),
-        ("access log", r"service/(access_log|logs)\.py|logging/"),
-        ("metrics", r"prometheus_client"),
-        ("batcher and admission", r"service/(batcher|admission)\.py"),
     ]
 ]
-# What is left goes to the innermost of these: the service's own request code, the web stack, the loop.
+# What is left goes to the innermost frame among these layers: logging, metrics, the batcher, the service's own
+# request code, the web stack, the event loop and the hand-offs between it and the model threads.
 LAYERS: list[tuple[str, re.Pattern[str]]] = [
+    ("access log", re.compile(r"AccessLog\._line|service/logs\.py|logging/")),
+    ("metrics", re.compile(r"prometheus_client")),
+    ("batcher and admission", re.compile(r"service/(batcher|admission)\.py")),
     ("request handling (routes, middleware, pipeline)", re.compile(r"service/")),
     (
         "HTTP server and framework (h11, uvicorn, Starlette, FastAPI, pydantic)",
         re.compile(r"uvicorn|h11|httptools|starlette|anyio|fastapi|pydantic"),
     ),  # fmt: skip
-    ("event loop and threads (asyncio, futures)", re.compile(r"asyncio|uvloop|selectors|concurrent/|threading")),
+    (
+        "event loop and thread hand-offs (asyncio, uvloop, executor)",
+        re.compile(r"asyncio|uvloop|selectors|concurrent/|threading"),
+    ),
 ]
 
 

@@ -61,6 +61,8 @@ class _Tally:
 
     def answered(self, seconds: float) -> None:
         self.seen += 1
+        if self.t_end:  # the window has closed
+            return
         if self.started.is_set():
             self.latencies.append(seconds)
             if len(self.latencies) >= self.min_answers:
@@ -130,9 +132,8 @@ async def measure_service(
             await _run(batcher, clients, seconds, tally, next_job, finish)
         finally:
             await batcher.stop()
-        counted = [(n, s) for start, n, s in tally.batches if start >= tally.t0] or [
-            (n, s) for _, n, s in tally.batches
-        ]
+        in_window = [(n, s) for start, n, s in tally.batches if start >= tally.t0]
+        counted = in_window or [(n, s) for _, n, s in tally.batches]
         ms_per_batch = 1e3 * sum(s for _, s in counted) / len(counted)
         if not rows:  # the first (smallest) size sets the delay of the others
             delay_ms = round(min(max(ms_per_batch / size / 2, 1.0), 10.0), 1)
