@@ -180,7 +180,7 @@ def main(args: argparse.Namespace) -> None:
         from service.settings import get_settings
 
         old = checkpoint_at(args.baseline, Path(tmp))
-        cpu = model_cpu({f"{args.baseline} (no MIAM)": old, "shipped": get_settings().checkpoint})
+        cpu = model_cpu({f"{args.baseline} (no MIAM)": old, "shipped": get_settings().checkpoint}, rounds=args.rounds)
     measured = level["v"]
     total = sum(loop.values()) + sum(workers.values())
     stages = sorted(set(loop) | set(workers), key=lambda s: -(loop[s] + workers[s]))
@@ -200,6 +200,7 @@ def main(args: argparse.Namespace) -> None:
         table=table(["stage", "event loop", "model workers", "all"], rows),
         loop_share=f"{sum(loop.values()) / total:.0%}",
         baseline=args.baseline,
+        rounds=args.rounds,
         model_cpu=table(
             ["checkpoint", *(f"batch {b}, ms/image" for b in next(iter(cpu.values())))],
             [(name, *(f"{v:.1f}" for v in by_size.values())) for name, by_size in cpu.items()],
@@ -219,6 +220,7 @@ if __name__ == "__main__":
     parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--py-spy", default=None, help="path of the py-spy binary (default: on PATH)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the model CPU measure")
     parser.add_argument("--baseline", default="ef9dc56", help="git revision of the no-MIAM checkpoint compared")
     parser.add_argument("--samples", default="/tmp/ilcs-attribution-samples.txt", help="py-spy's raw output")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
