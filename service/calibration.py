@@ -149,14 +149,14 @@ def _service_table(rows: list[CalibrationRow], chosen: int | None) -> str:
     lines = [
         f"end to end on {rows[0].backend} (decode, batcher, model, heatmap, answer):",
         "",
-        "| batch size | delay ms | images/s | ms per batch | mean batch | latency ms |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| batch size | delay ms | images/s | ms per batch | mean batch |",
+        "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         mark = " (chosen)" if r.batch_size == chosen else ""
         lines.append(
             f"| {r.batch_size}{mark} | {r.delay_ms:.1f} | {r.images_per_s:.1f} | {r.ms_per_batch:.1f} | "
-            f"{r.mean_batch:.1f} | {r.latency_ms:.1f} |"
+            f"{r.mean_batch:.1f} |"
         )
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ def sample_images(count: int = 4, side: int = SAMPLE_SIDE) -> list[bytes]:
 
 
 class _Tally:
-    """What one plan's run counted after its warm-up: answers, their latencies, and the batches."""
+    """What one plan's run counted after its warm-up: the answers and the batches."""
 
     def __init__(self, warm_after: int, min_answers: int) -> None:
         self.warm_after = warm_after  # answers before counting starts (every model thread has run a batch)
@@ -56,16 +56,16 @@ class _Tally:
         self.started = asyncio.Event()
         self.enough = asyncio.Event()
         self.t0 = self.t_end = 0.0
-        self.latencies: list[float] = []
+        self.answers = 0
         self.batches: list[tuple[float, int, float]] = []  # (start, size, seconds), appended in model threads
 
-    def answered(self, seconds: float) -> None:
+    def answered(self) -> None:
         self.seen += 1
         if self.t_end:  # the window has closed
             return
         if self.started.is_set():
-            self.latencies.append(seconds)
-            if len(self.latencies) >= self.min_answers:
+            self.answers += 1
+            if self.answers >= self.min_answers:
                 self.enough.set()
         elif self.seen >= self.warm_after:
             self.t0 = time.perf_counter()
@@ -143,10 +143,9 @@ async def measure_service(
                 measure="service",
                 batch_size=size,
                 delay_ms=delay_ms,
-                images_per_s=len(tally.latencies) / (tally.t_end - tally.t0),
+                images_per_s=tally.answers / (tally.t_end - tally.t0),
                 ms_per_batch=ms_per_batch,
                 mean_batch=sum(n for n, _ in counted) / len(counted),
-                latency_ms=1e3 * sum(tally.latencies) / max(len(tally.latencies), 1),
             )
         )
     return rows
@@ -169,7 +168,7 @@ async def _run(
             [future] = batcher.submit([job], deadline=float("inf"))
             batched = await future
             finish(batched, start)
-            tally.answered(time.perf_counter() - start)
+            tally.answered()
 
     async def window() -> None:
         await tally.started.wait()

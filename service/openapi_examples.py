@@ -95,7 +95,6 @@ MODEL_EXAMPLE: dict[str, Any] = {
                 "images_per_s": 61.2,
                 "ms_per_batch": 127.5,
                 "mean_batch": 3.9,
-                "latency_ms": 518.0,
             }
         ],
     },

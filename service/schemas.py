@@ -119,7 +119,6 @@ class CalibrationRow(BaseModel):
     images_per_s: float
     ms_per_batch: float = Field(description="mean time of one batch in a model thread")
     mean_batch: float | None = Field(None, description="images per batch the batcher formed (service rows)")
-    latency_ms: float | None = Field(None, description="mean time from submission to the answer (service rows)")
 
 
 class ServingInfo(BaseModel):

@@ -60,7 +60,7 @@ def test_calibration_at_start_up_shows_the_end_to_end_table_and_serves(live, png
         rows = serving["calibration"]
         assert [(r["measure"], r["batch_size"]) for r in rows] == [("service", 1), ("service", 2), ("service", 4)]
         for r in rows:
-            assert r["images_per_s"] > 0 and r["ms_per_batch"] > 0 and r["latency_ms"] > 0
+            assert r["images_per_s"] > 0 and r["ms_per_batch"] > 0
             assert 1 <= r["mean_batch"] <= r["batch_size"] and 1.0 <= r["delay_ms"] <= 10.0
         assert svc.runtime.batcher.max_batch_size == serving["max_batch_size"] in (1, 2, 4)
         assert svc.classify(png).status_code == 200
