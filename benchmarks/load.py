@@ -9,6 +9,7 @@ without HTTP, and one model worker on every core for comparison.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.attribution import keep_section
 from benchmarks.loopback import Level, Service, load_images, request_payloads, run_level
 from benchmarks.machine import machine
 from benchmarks.markdown import render, table
@@ -41,8 +43,9 @@ def main(args: argparse.Namespace | None = None) -> None:
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
     engine = Engine.from_settings(settings)
-    rows = calibration.measure(engine, calibration.DEFAULT_SIZES, settings.calibration_seconds)
-    batch, delay_ms = calibration.choose(rows)
+    # The service's own pick: end to end in-process (decoding, batcher, model, heatmap, answer), torch as served.
+    found = asyncio.run(calibration.calibrate([engine], settings, calibration.DEFAULT_SIZES))
+    rows, (batch, delay_ms) = found.rows, found.plan
     print(calibration.format_table(rows, batch), f"\nchosen: batch {batch}, delay {delay_ms} ms", flush=True)
 
     payloads = request_payloads(load_images())
@@ -108,7 +111,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         pipeline=f"{pipeline:.1f}", best=f"{best:.1f}", best_ratio=f"{best / pipeline:.0%}",
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    out.write_text(keep_section(text, out.read_text() if out.exists() else ""))  # benchmarks.attribution's
     print(f"wrote {out}")
 
 

@@ -143,6 +143,10 @@ class MicroBatcher(Generic[T]):
             self._fail(pending, _shutting_down())
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    async def finish_running(self) -> None:
+        """Wait until the batches already handed to a model thread are done (their futures settled)."""
+        await asyncio.gather(*self._running, return_exceptions=True)
+
     async def run_in_model_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in a model thread (calibration); call it before requests arrive."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -12,7 +12,8 @@ and the pixel count it returns is what admission charges the request for.
 data's way) but refuses what a decoder only warned about: a JPEG whose scan ends
 early decodes without error in Pillow, its missing blocks filled in, so a JPEG's
 scans are also decoded by simplejpeg (libjpeg-turbo, ``strict``: warnings are errors),
-at an eighth of its size.
+at an eighth of its size; a plain JPEG (gray or YCbCr, no EXIF, too small to be
+drafted) is decoded by simplejpeg alone, which gives Pillow's pixels.
 An image much larger than the model's input is reduced by whole factors (box
 filter, or JPEG's DCT scaling) before it is converted and resized, so its float
 copies stay small whatever its size.
@@ -142,6 +143,9 @@ def decode(data: bytes, header: Header, reduce_to: int) -> tuple[np.ndarray, int
     """
     try:
         if header.format == "JPEG":
+            plain = _plain_jpeg(data, header, reduce_to)
+            if plain is not None:
+                return plain, header.width, header.height
             simplejpeg.decode_jpeg(data, "GRAY", min_factor=8, strict=True)  # libjpeg's warnings raise
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             if img.format == "JPEG":
@@ -153,6 +157,23 @@ def decode(data: bytes, header: Header, reduce_to: int) -> tuple[np.ndarray, int
             return reduce_gray(to_gray(_reduced(upright, reduce_to)), reduce_to), width, height
     except Exception as exc:  # noqa: BLE001 - Pillow raises anything on hostile bytes, simplejpeg a ValueError
         raise BadImage(f"could not decode the image ({_tidy(exc)}); {_SEND}") from exc
+
+
+def _plain_jpeg(data: bytes, header: Header, reduce_to: int) -> np.ndarray | None:
+    """A gray or YCbCr JPEG without EXIF too small for DCT scaling (a NEU camera's), decoded once; else None.
+
+    libjpeg-turbo with Pillow's settings gives Pillow's pixels for it (no orientation to apply, the same
+    gray conversion after), so the strict check is the decode itself rather than a pass before Pillow's.
+    """
+    if min(header.width, header.height) >= 4 * reduce_to or b"Exif\x00\x00" in data:  # Pillow would draft or turn it
+        return None
+    colourspace = simplejpeg.decode_jpeg_header(data)[2]
+    if colourspace == "Gray":
+        return reduce_gray(np.ascontiguousarray(simplejpeg.decode_jpeg(data, "GRAY", strict=True)[:, :, 0]), reduce_to)
+    if colourspace != "YCbCr":
+        return None
+    rgb = Image.fromarray(simplejpeg.decode_jpeg(data, "RGB", strict=True))  # libjpeg's warnings raise
+    return reduce_gray(to_gray(_reduced(rgb, reduce_to)), reduce_to)
 
 
 def _reduced(img: Image.Image, reduce_to: int) -> Image.Image:

@@ -87,7 +87,16 @@ MODEL_EXAMPLE: dict[str, Any] = {
         "max_batch_size": 4,
         "max_delay_ms": 2.0,
         "queue_size": 256,
-        "calibration": [{"batch_size": 1, "images_per_s": 135.2, "ms_per_batch": 7.4}],
+        "calibration": [
+            {
+                "measure": "service",
+                "batch_size": 4,
+                "delay_ms": 2.0,
+                "images_per_s": 61.2,
+                "ms_per_batch": 127.5,
+                "mean_batch": 3.9,
+            }
+        ],
     },
 }
 _DETAILS = {

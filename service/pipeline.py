@@ -25,7 +25,7 @@ from service.heatmap import render_heatmap
 from service.inference import Engine, Prediction, decode_frame, top_k
 from service.intake import Header, ImageLimits, decode, inspect, reduce_gray
 from service.metrics import Metrics
-from service.schemas import ClassifyResult, Heatmap, Timing, TopK
+from service.schemas import ClassifyResult, Heatmap, ModelRef, Timing, TopK
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -36,6 +36,7 @@ __all__ = [
     "Job",
     "Upload",
     "batch_failed",
+    "build_result",
     "classify_uploads",
     "inspect_upload",
     "run_uploads",
@@ -206,10 +207,16 @@ async def classify_uploads(
     start = getattr(request.state, "start", time.perf_counter())
     merged = await run_uploads(runtime, request, uploads, heatmap, ticket)
     ids = [request_id] if len(uploads) == 1 else [f"{request_id}/{i}" for i in range(len(uploads))]
-    return [
-        outcome if isinstance(outcome, Exception) else _result(runtime, outcome, rid, start)
-        for outcome, rid in zip(merged, ids, strict=True)
-    ]
+    threshold = runtime.settings.low_confidence_threshold
+    results: list[ClassifyResult | Exception] = []
+    for outcome, rid in zip(merged, ids, strict=True):
+        if isinstance(outcome, Exception):
+            results.append(outcome)
+            continue
+        result = build_result(outcome, rid, start, runtime.engine.labels, threshold, runtime.model_ref)
+        runtime.metrics.observe_prediction(result.label, result.confidence, threshold)
+        results.append(result)
+    return results
 
 
 async def run_uploads(
@@ -281,12 +288,13 @@ async def _disconnected(request: Request) -> None:
         await asyncio.Event().wait()
 
 
-def _result(runtime: Runtime, batched: Batched[Answer], request_id: str, start: float) -> ClassifyResult:
+def build_result(
+    batched: Batched[Answer], request_id: str, start: float, labels: list[str], threshold: float, model_ref: ModelRef
+) -> ClassifyResult:
+    """One image's ``ClassifyResult`` from its batched answer (``threshold``: the low-confidence one)."""
     answer = batched.output
-    top = top_k(answer.prediction.scores, runtime.engine.labels, 5)
+    top = top_k(answer.prediction.scores, labels, 5)
     index, label, confidence = top[0]
-    threshold = runtime.settings.low_confidence_threshold
-    runtime.metrics.observe_prediction(label, confidence, threshold)
     return ClassifyResult(
         request_id=request_id,
         label=label,
@@ -297,7 +305,7 @@ def _result(runtime: Runtime, batched: Batched[Answer], request_id: str, start: 
         heatmap=answer.heatmap,
         width=answer.width,
         height=answer.height,
-        model=runtime.model_ref,
+        model=model_ref,
         timing_ms=Timing(
             queue_ms=batched.queue_s * 1e3,
             inference_ms=answer.model_s * 1e3,

@@ -80,33 +80,31 @@ class Runtime:
         log.info("ready: batch size %d, delay %.1f ms", self.batcher.max_batch_size, self.batcher.max_delay_s * 1e3)
 
     async def _calibrate(self) -> None:
-        """Measure the engine (with ``auto``, every installed backend) per batch size; serve with the fastest."""
-        if self.settings.calibrate:
-            sizes = tuple(s for s in calibration.DEFAULT_SIZES if s <= self.settings.max_batch_size)
-        else:  # auto alone: the backend is chosen at the extremes of the configured batching
-            sizes = tuple(sorted({1, self.settings.max_batch_size}))
-        seconds = self.settings.calibration_seconds
-        auto = self.settings.backend == "auto"
+        """With ``auto``, serve with the backend whose bare model is fastest; with calibration, plan the batching
+        by the service's end-to-end throughput (``service.calibration``); both in the model threads' time."""
+        settings = self.settings
+        auto = settings.backend == "auto"
         engines = await self.batcher.run_in_model_thread(calibration.candidates, self.engine, auto)
-        if len(engines) == 1 and not self.settings.calibrate:
+        if len(engines) == 1 and not settings.calibrate:
             log.info("backend auto: %s is the only one installed", self.engine.backend)
             return
-        rows = []
-        for engine in engines:
-            rows += await self.batcher.run_in_model_thread(calibration.measure, engine, sizes, seconds)
-        backend = calibration.fastest_backend(rows)
-        own = [r for r in rows if r.backend == backend]
-        configured = calibration.Plan(self.settings.max_batch_size, self.settings.max_delay_ms)
-        plan = calibration.choose(own) if self.settings.calibrate else configured
-        self.calibration = rows
-        self.engine = next(e for e in engines if e.backend == backend)
+        sizes = tuple(s for s in calibration.DEFAULT_SIZES if s <= settings.max_batch_size) or (1,)
+        found = await calibration.calibrate(
+            engines, settings, sizes if settings.calibrate else None, self.batcher.run_in_model_thread
+        )
+        plan = found.plan or calibration.Plan(settings.max_batch_size, settings.max_delay_ms)
+        self.calibration = found.rows
+        self.engine = found.engine
         # Before any request: the calibrated batcher replaces the configured one, which held nothing yet.
         previous, self.batcher = self.batcher, self._batcher(plan)
         await previous.stop()
         self.batcher.start()
-        table = calibration.format_table(rows, plan.batch_size, backend)
-        log.info("calibration on %s:\n%s", self.engine.device, table)
-        log.info("serving with %s, batch size %d, delay %.1f ms", backend, plan.batch_size, plan.delay_ms)
+        log.info(
+            "calibration on %s:\n%s",
+            self.engine.device,
+            calibration.format_table(found.rows, plan.batch_size, self.engine.backend),
+        )
+        log.info("serving with %s, batch size %d, delay %.1f ms", self.engine.backend, plan.batch_size, plan.delay_ms)
 
     def stop_admitting(self) -> None:
         """Graceful shutdown begins: new requests and /readyz answer 503; the accepted ones carry on."""

@@ -108,9 +108,17 @@ class Health(BaseModel):
 
 class CalibrationRow(BaseModel):
     backend: str = Field("torch", description="the runtime measured: torch, onnxruntime or openvino")
+    measure: Literal["model", "service"] = Field(
+        "model",
+        description="model: the bare model on prepared inputs (how backends are compared); service: end to end, "
+        "encoded images through decoding, the batcher, the model and the answer with its heatmap (how the batch "
+        "size and delay are chosen)",
+    )
     batch_size: int
+    delay_ms: float | None = Field(None, description="the batcher's delay measured with (service rows)")
     images_per_s: float
-    ms_per_batch: float
+    ms_per_batch: float = Field(description="mean time of one batch in a model thread")
+    mean_batch: float | None = Field(None, description="images per batch the batcher formed (service rows)")
 
 
 class ServingInfo(BaseModel):

@@ -68,7 +68,10 @@ class Settings(BaseSettings):
         description="after SIGTERM, answer 503 (readiness off) at least this long before closing the port, "
         "so load balancers stop sending; the accepted requests are finished either way",
     )
-    calibrate: bool = Field(False, description="measure throughput per batch size at start-up and pick size and delay")
+    calibrate: bool = Field(
+        False,
+        description="measure the service's end-to-end throughput per batch size at start-up and pick size and delay",
+    )
     calibration_seconds: float = Field(1.0, gt=0, description="time spent measuring each batch size when calibrating")
     warmup: bool = Field(True, description="run every batch size once before turning ready")
 

@@ -58,15 +58,6 @@ def test_warm_up_runs_every_batch_size(live, monkeypatch):
         assert sizes == [1, 2, 3, 4, 5]
 
 
-def test_calibration_at_start_up_picks_the_batch_size_and_shows_the_table(live):
-    with live(calibrate=True, calibration_seconds=0.01, max_batch_size=4) as svc:
-        serving = svc.get("/model").json()["serving"]
-        assert [row["batch_size"] for row in serving["calibration"]] == [1, 2, 4]
-        assert all(row["images_per_s"] > 0 and row["ms_per_batch"] > 0 for row in serving["calibration"])
-        assert serving["max_batch_size"] in (1, 2, 4) and serving["max_delay_ms"] >= 1.0
-        assert svc.runtime.batcher.max_batch_size == serving["max_batch_size"]
-
-
 def test_stopping_answers_queued_requests_503(live, gate, png, until):
     with live(max_batch_size=1) as svc:
         g = gate(svc)

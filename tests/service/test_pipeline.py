@@ -142,3 +142,25 @@ def test_the_heatmap_is_shown_with_the_cards_blur_and_gamma(engine, png, monkeyp
     monkeypatch.setattr(engine, "card", card)
     BatchProcessor(engine, Metrics())([job(Upload(png), "gray")])
     assert seen == [{"blur": 0.75, "gamma": 1.5}]
+
+
+@pytest.mark.parametrize(
+    ("mode", "subsampling"), [("L", 0), ("RGB", 0), ("RGB", 1), ("RGB", 2)], ids=["gray", "444", "422", "420"]
+)
+def test_a_plain_jpeg_is_decoded_once_into_pillows_pixels_and_refused_when_cut(gray, mode, subsampling, monkeypatch):
+    from service import intake
+
+    picture = Image.fromarray(np.dstack([gray, np.roll(gray, 7, 1), 255 - gray]) if mode == "RGB" else gray)
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=90, subsampling=subsampling)
+    data = buf.getvalue()
+    header = intake.inspect(data, LIMITS)
+    assert intake._plain_jpeg(data, header, 64) is not None
+    once = decode(data, header, 64)
+    monkeypatch.setattr(intake, "_plain_jpeg", lambda *args: None)  # the strict pass, then Pillow
+    twice = decode(data, header, 64)
+    assert once[1:] == twice[1:] and np.array_equal(once[0], twice[0])
+    monkeypatch.undo()
+    scan = data.index(b"\xff\xda")
+    with pytest.raises(BadImage):
+        decode(data[: scan + (len(data) - scan) // 3] + b"\xff\xd9", header, 64)  # cut, closed with EOI
