@@ -113,6 +113,10 @@ class Preprocess:
 
     def __call__(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Preprocess uint8 gray images: H x W, B x H x W or B x 1 x H x W (one size per call)."""
+        return self.normalise(self.gray_batch(images))
+
+    def gray_batch(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Uint8 gray images (H x W, B x H x W or B x 1 x H x W) as a B x 1 x H x W uint8 tensor, checked."""
         x = torch.as_tensor(images)
         if x.dtype != torch.uint8:
             msg = f"Preprocess takes uint8 gray images, got {x.dtype}"
@@ -124,7 +128,15 @@ class Preprocess:
         if x.ndim != 4 or x.shape[1] != 1:
             msg = f"Preprocess takes H x W, B x H x W or B x 1 x H x W gray images, got shape {tuple(x.shape)}"
             raise ValueError(msg)
-        x = x.float().div_(255.0)
+        return x
+
+    def normalise(self, gray: torch.Tensor) -> torch.Tensor:
+        """A B x 1 x H x W uint8 batch -> the model's B x in_chans x S x S float input, on ``gray``'s device.
+
+        The arithmetic of the one preprocessing, wherever it runs: a GPU is sent one uint8 channel
+        (a twelfth of the bytes of three float ones) and scales, resizes, normalises and expands it itself.
+        """
+        x = gray.float().div_(255.0)
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = TF.resize(x, [self.input_size, self.input_size], antialias=True)
         x = TF.normalize(x, [self.mean], [self.std])

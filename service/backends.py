@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-import warnings
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -22,9 +21,8 @@ import torch
 from torch import nn
 
 from model_zoo.checkpoint import ModelCard
-from model_zoo.device import inference_dtype
-from model_zoo.models.base import LogitsAndAttention
 from model_zoo.onnx_export import cached_onnx, onnx_disagreement
+from model_zoo.served import serve_model
 
 __all__ = [
     "BACKENDS",
@@ -90,11 +88,10 @@ def check_backend(name: str, device: torch.device | None = None) -> None:
 
 
 class TorchRunner:
-    """The model in torch: on the CPU as a frozen TorchScript graph (if asked and traceable), else eagerly.
+    """The model in torch, as ``model_zoo.served.serve_model`` builds it for the device (``ilcs eval`` runs the same).
 
-    On CUDA the weights stay fp32 and the forward runs under fp16 autocast, so BatchNorm keeps fp32
-    statistics while the convolutions run in half precision with cuDNN's fastest algorithms
-    (``cudnn.benchmark``: the input shape is fixed) on channels-last tensors.
+    On the CPU and on CUDA a frozen TorchScript graph when ``freeze_with`` is given (and the model traces),
+    else eager; on CUDA in fp16 autocast with BatchNorm kept fp32, channels-last, cuDNN's fastest kernels.
     """
 
     name = "torch"
@@ -106,39 +103,17 @@ class TorchRunner:
         freeze_with: torch.Tensor | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        self.device = device
-        self.model = model.to(device=device, dtype=torch.float32).eval()
-        self.dtype = dtype or inference_dtype(device)
-        self.half = self.dtype != torch.float32  # autocast (also on the CPU, where tests compare it with fp32)
-        self.graph = None
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            self.model = self.model.to(memory_format=torch.channels_last)  # as the inputs are
-        elif freeze_with is not None and not self.half:
-            self.graph = _freeze(self.model, freeze_with)
+        shape = None if freeze_with is None else tuple(freeze_with.shape[1:])
+        self.served = serve_model(model, device, freeze_shape=shape, dtype=dtype)
+        self.device, self.dtype, self.model, self.graph = (
+            device,
+            self.served.dtype,
+            self.served.model,
+            self.served.graph,
+        )
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        if self.graph is not None:
-            return self.graph(x)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.half):
-            out = self.model.forward_with_attention(x)
-        return out.logits, out.attention
-
-
-def _freeze(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
-    """The model as a frozen TorchScript graph returning (logits, attention); None if it cannot be traced.
-
-    The graph runs in C++ from end to end, so the model threads do not take turns on the GIL with the
-    request threads between the model's small layers, as an eager forward pass does.
-    """
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit's deprecation notice; tracing notes on shape checks
-            return torch.jit.freeze(torch.jit.trace(LogitsAndAttention(model).eval(), example))
-    except Exception as exc:  # noqa: BLE001 - the eager model still works: say so and carry on
-        log.warning("could not freeze the model into a graph (%s); running it eagerly", exc)
-        return None
+        return self.served(x)
 
 
 class OnnxRuntimeRunner:

@@ -2,11 +2,12 @@
 
 ``service.intake.decode`` and ``decode_frame`` turn a request's bytes into an H x W
 uint8 gray image (a file, or a raw frame); ``Engine.prepare`` applies the one
-preprocessing (``Preprocess.from_card``); ``Engine.predict`` stacks prepared
-images, runs ``forward_with_attention`` once and unbatches the softmax scores
-and attention maps; ``top_k`` and ``service.heatmap`` encode one result.
-All of them run in the batcher's model threads, a batch at a time
-(``service.pipeline.BatchProcessor``); none of them touches the event loop.
+preprocessing (``Preprocess.from_card``; on a GPU the GPU does it, ``service.device_feed``);
+``Engine.predict`` stacks prepared images, runs ``forward_with_attention`` once and
+unbatches the softmax scores and attention maps; ``top_k`` and ``service.heatmap``
+encode one result. All of them run in the batcher's model threads, a batch at a time
+(``service.pipeline.BatchProcessor``; on a GPU, decoding and encoding in its codec
+threads); none of them touches the event loop.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from model_zoo.checkpoint import ModelCard, load_checkpoint
 from model_zoo.device import resolve_device
 from model_zoo.preprocess import ImageTooLargeError, Preprocess
 from service.backends import build_runner, check_backend
+from service.device_feed import DeviceFeed, WorkerStreams
 from service.errors import BadImage
 
 if TYPE_CHECKING:
@@ -67,12 +69,13 @@ def top_k(scores: np.ndarray, labels: list[str], k: int = 5) -> list[tuple[int, 
 def plan_workers(device: torch.device, workers: int | None, threads: int | None) -> tuple[int, int]:
     """How many model workers, with how many torch threads each.
 
-    On a GPU one worker (torch's threads unless told). On the CPU the cores are
-    shared out: by default one single-threaded worker per core, because on a small
-    CPU independent single-threaded calls side by side outrun one multi-threaded call.
+    On a GPU two workers, each on its own CUDA stream, so that one batch is decoded and its
+    heatmaps encoded while the other's runs on the GPU (torch's threads unless told). On the
+    CPU the cores are shared out: by default one single-threaded worker per core, because on a
+    small CPU independent single-threaded calls side by side outrun one multi-threaded call.
     """
     if device.type != "cpu":
-        return workers or 1, threads or torch.get_num_threads()
+        return workers or 2, threads or torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = workers or max(1, cores // (threads or 1))
     return workers, threads or max(1, cores // workers)
@@ -119,6 +122,8 @@ class Engine:
         self.runner = build_runner(backend, model, card, device, threads, workers, graph, cache_dir)
         self.backend = self.runner.name
         self.dtype = self.runner.dtype
+        self.feed = DeviceFeed.for_backend(self.preprocess, device, self.backend)
+        self.streams = WorkerStreams(device)
         self.broken: str | None = None  # why the device can no longer run the model (a sticky CUDA error)
 
     @classmethod
@@ -175,8 +180,9 @@ class Engine:
         return self.card.labels
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
-        """One H x W uint8 gray image -> the model's 1 x C x S x S input (the one preprocessing)."""
-        return self.preprocess(image)
+        """One H x W uint8 gray image -> what ``predict`` takes: the model's 1 x C x S x S input (the one
+        preprocessing), or on a GPU its 1 x 1 x H x W uint8 image, which the GPU normalises (``DeviceFeed``)."""
+        return self.feed.prepare(image)
 
     def predict(self, inputs: list[torch.Tensor]) -> list[Prediction]:
         """Stack prepared images, run the backend once, and split its outputs per image.
@@ -204,8 +210,9 @@ class Engine:
             raise
 
     def _predict(self, inputs: list[torch.Tensor]) -> list[Prediction]:
-        with torch.inference_mode():
-            logits, attention = self.runner(torch.cat(inputs))
+        # On a GPU on this worker's own stream; the copies to the host at the end wait for it alone.
+        with torch.inference_mode(), self.streams.active():
+            logits, attention = self.runner(self.feed.batch(inputs))
             scores = torch.softmax(logits.float() / self.temperature, dim=1).cpu().numpy()
             maps = attention.float()[:, 0].cpu().numpy()
         return [Prediction(s, a) for s, a in zip(scores, maps, strict=True)]

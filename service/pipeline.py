@@ -8,9 +8,12 @@ keep their answers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,11 +41,18 @@ __all__ = [
     "batch_failed",
     "build_result",
     "classify_uploads",
+    "codec_threads",
     "inspect_upload",
     "run_uploads",
 ]
 
 log = logging.getLogger("service")
+
+
+@functools.cache
+def codec_threads() -> ThreadPoolExecutor:
+    """The threads that decode images and encode heatmaps on a GPU host, one per core, shared by every batch."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="ilcs-codec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +111,16 @@ def inspect_upload(upload: Upload, limits: ImageLimits) -> Header:
 class BatchProcessor:
     """The batcher's batch function: jobs -> one ``Answer`` or exception per job, in order (a model thread).
 
+    On a GPU the images are decoded and their heatmaps encoded in codec threads, side by side: the
+    model thread, which feeds the GPU, only stacks and sends the batch and waits for the answers.
+
     Args:
         engine: The model.
         metrics: Where batch sizes, model time and model failures are recorded.
         uniform_std: Gray-level standard deviation below which an image is flagged as uniform.
         observe: Told ``(image units, seconds)`` of each batch's work in the model thread (admission).
+        codec: Where decoding and encoding run; default the shared codec threads on a GPU, the model
+            thread itself on the CPU (whose cores the model workers already share out).
     """
 
     def __init__(
@@ -114,8 +129,10 @@ class BatchProcessor:
         metrics: Metrics,
         uniform_std: float = 0.0,
         observe: Callable[[float, float], None] | None = None,
+        codec: Executor | None = None,
     ) -> None:
         self.engine = engine
+        self.codec = codec or (codec_threads() if engine.device.type == "cuda" else None)
         self.metrics = metrics
         self.uniform_std = uniform_std
         self.observe = observe
@@ -136,16 +153,13 @@ class BatchProcessor:
     def _process(self, jobs: list[Job]) -> list[Answer | Exception]:
         results: list[Answer | Exception | None] = []  # None: decoded, waiting for the model
         images, inputs = [], []
-        for job in jobs:
-            try:
-                if time.perf_counter() > job.deadline:  # a big batch ahead of it used its time
-                    raise DeadlineExceeded("no answer within the request deadline (ILCS_REQUEST_TIMEOUT_S); retry")
-                image, prepared = self._prepare(job)
-                inputs.append(prepared)
-                images.append(image)
+        for outcome in self._map(self._try_prepare, jobs):
+            if isinstance(outcome, Exception):
+                results.append(outcome)
+            else:
+                images.append(outcome[0])
+                inputs.append(outcome[1])
                 results.append(None)
-            except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
-                results.append(exc)
         if not inputs:
             return results  # type: ignore[return-value] # no None left
         start = time.perf_counter()
@@ -159,16 +173,28 @@ class BatchProcessor:
         self.metrics.batch_size.observe(len(inputs))
         self.metrics.inference.observe(model_s)
         done = iter(zip(images, predictions, strict=True))
-        return [
-            self._answer(*next(done), job, model_s) if r is None else r for r, job in zip(results, jobs, strict=True)
-        ]
+        answered = [(*next(done), job, model_s) for r, job in zip(results, jobs, strict=True) if r is None]
+        answers = iter(self._map(lambda args: self._answer(*args), answered))
+        return [next(answers) if r is None else r for r in results]
+
+    def _map(self, fn: Callable, items: list) -> list:
+        """``fn`` over ``items``, in the codec threads when there are some (on a GPU), else in this thread."""
+        return list(self.codec.map(fn, items)) if self.codec is not None else [fn(item) for item in items]
+
+    def _try_prepare(self, job: Job) -> tuple[tuple[np.ndarray, int, int], torch.Tensor] | Exception:
+        try:
+            if time.perf_counter() > job.deadline:  # a big batch ahead of it used its time
+                raise DeadlineExceeded("no answer within the request deadline (ILCS_REQUEST_TIMEOUT_S); retry")
+            return self._prepare(job)
+        except Exception as exc:  # noqa: BLE001 - each image fails alone; errors.problem_for names it
+            return exc
 
     def _prepare(self, job: Job) -> tuple[tuple[np.ndarray, int, int], torch.Tensor]:
         """The image (gray, width, height: what the heatmap is drawn on) and the model's input for it."""
         tensor = job.upload.tensor
         if tensor is None:
             image = self._decode(job)
-            return image, self.engine.preprocess(image[0])
+            return image, self.engine.prepare(image[0])
         pre = self.engine.preprocess
         gray = np.clip(np.rint((tensor[0] * pre.std + pre.mean) * 255.0), 0, 255).astype(np.uint8)
         # In the preprocessing's memory layout: the same numbers through the same kernels give the same answer.

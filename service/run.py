@@ -4,6 +4,10 @@ Before binding, the checkpoint is verified (``model_zoo.checkpoint.load_checkpoi
 foreign or pickled checkpoint stops ``ilcs serve`` with its reason and exit
 status 2, before anything listens; so does an ``ILCS_BACKEND`` this installation cannot run.
 
+A warm-up (or start-up calibration) that fails, a GPU that cannot run the model say, would leave
+a process that never turns ready: ``ilcs serve`` then logs why and exits with status 3, so that
+Docker's ``restart: on-failure`` or Kubernetes starts it again.
+
 Graceful shutdown (``DrainingServer``): on SIGTERM (or Ctrl-C) the service stops
 admitting (new requests and ``/readyz`` answer 503 with ``Retry-After``) but keeps
 its port open and finishes every request it accepted; once none is in flight and
@@ -40,7 +44,7 @@ from service.settings import Settings, get_settings
 __all__ = ["DrainingServer", "RedactQuery", "build_server", "serve"]
 
 log = logging.getLogger("service")
-STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up failed
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up failed; also ours when warm-up fails
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
@@ -53,6 +57,9 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     server = build_server(create_app(settings), settings, host, port)
     server.run()
     if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+    if server.start_up_failed is not None:
+        log.error("exiting with status %d: %s", STARTUP_FAILURE, server.start_up_failed)
         raise SystemExit(STARTUP_FAILURE)
 
 
@@ -89,6 +96,7 @@ class DrainingServer(uvicorn.Server):
         self.min_drain_s = settings.drain_s
         self.max_drain_s = settings.drain_s + settings.request_timeout_s + 1
         self.drain_started: float | None = None
+        self.start_up_failed: str | None = None  # why the warm-up (or calibration) failed: exit, be restarted
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain_started is not None or self.should_exit:
@@ -101,6 +109,11 @@ class DrainingServer(uvicorn.Server):
         log.info("%s: draining; %d requests in flight", signal.Signals(sig).name, self._in_flight())
 
     async def on_tick(self, counter: int) -> bool:
+        runtime = getattr(self.app.state, "runtime", None)
+        if runtime is not None and runtime.start_up_failed and self.start_up_failed is None:
+            # Unready for ever is no use: exit non-zero, so that the orchestrator starts a fresh process.
+            self.start_up_failed = runtime.not_ready_reason
+            self.should_exit = True
         if self.drain_started is not None and not self.should_exit:
             waited = time.monotonic() - self.drain_started
             if (waited >= self.min_drain_s and self._in_flight() == 0) or waited >= self.max_drain_s:

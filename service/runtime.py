@@ -45,6 +45,7 @@ class Runtime:
         self.ready = False
         self.stopping = False
         self.not_ready_reason = "the model is warming up"
+        self.start_up_failed = False  # `ilcs serve` then exits non-zero, for an orchestrator to restart it
         card = engine.card
         self.model_ref = ModelRef(name=card.name, version=card.version, sha256=card.weights_sha256)
         metrics.set_model(card.name, card.version, card.weights_sha256, str(engine.device))
@@ -75,6 +76,7 @@ class Runtime:
         except Exception as exc:  # stay alive but unready: /readyz says why, the orchestrator restarts us
             log.exception("start-up preparation failed; the service stays unready")
             self.not_ready_reason = f"start-up failed: {exc}"
+            self.start_up_failed = True
             return
         self.ready = True
         log.info("ready: batch size %d, delay %.1f ms", self.batcher.max_batch_size, self.batcher.max_delay_s * 1e3)

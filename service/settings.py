@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     threads: int | None = Field(None, ge=1, description="torch threads per model worker (CPU default: cores / workers)")
     model_workers: int | None = Field(
-        None, ge=1, description="model threads running batches side by side (default: one per CPU core; 1 on a GPU)"
+        None, ge=1, description="model threads running batches side by side (default: one per CPU core; 2 on a GPU)"
     )
     graph: bool = Field(
         True,

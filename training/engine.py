@@ -10,9 +10,12 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from model_zoo.device import to_device
 from model_zoo.preprocess import Preprocess
+from model_zoo.served import ServedModel
 from training.augment import augment_batch, augment_batch_with_masks
 from training.distributed import Ranks, TrainingForward, check_batch, shard, share_of_batch, sum_over_ranks
+from training.precision import MixedPrecision, mixed_precision
 
 __all__ = ["box_loss", "predict", "train_one_epoch"]
 
@@ -47,6 +50,8 @@ def train_one_epoch(
     masks: Sequence[torch.Tensor | None] | None = None,
     box_loss_weight: float = 0.0,
     ranks: Ranks | None = None,
+    precision: MixedPrecision | None = None,
+    log_every: int = 20,
 ) -> dict[str, float]:
     """One pass over ``images`` (1 x H x W uint8 tensors) in a shuffled order; returns losses and accuracy.
 
@@ -54,50 +59,68 @@ def train_one_epoch(
     none), the heatmap of ``forward_with_attention`` is pulled toward the boxes by ``box_loss``.
     With ``ranks`` (several processes), ``model`` is ``training.distributed.wrap``'s, ``batch_size``
     the global batch, and this rank trains on its share of each one; the figures returned are every rank's.
+    ``precision`` defaults to ``mixed_precision(device)``: fp16 AMP on a GPU, fp32 elsewhere. The
+    progress bar shows the running loss every ``log_every`` steps.
     """
     model.train()
     step = model if ranks is not None else TrainingForward(model)
+    amp = precision or mixed_precision(device)
     supervise = box_loss_weight > 0 and masks is not None and any(m is not None for m in masks)
     order = torch.randperm(len(images), generator=generator)  # the same on every rank: the same generator
     if ranks is not None:
         order, batch_size = shard(order, ranks), check_batch(batch_size, ranks)
-    total_loss, total_box, correct, seen = 0.0, 0.0, 0, 0
+    # Running sums stay on the device (float64, as Python's floats were): reading them waits for the GPU,
+    # so they are read only every ``log_every`` steps and at the end, never once per step.
+    total_loss, total_box = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(2))
+    correct, seen = torch.zeros((), dtype=torch.int64, device=device), 0
     quiet = ranks is not None and not ranks.is_main
     bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=quiet)
-    for start in bar:
+    for n, start in enumerate(bar, 1):
         idx = order[start : start + batch_size]
         if len(idx) < 2:  # BatchNorm cannot train on a single image
             continue
-        y = labels[idx].to(device)
+        y = to_device(labels[idx], device)
         if supervise:
             x, m, valid = augment_batch_with_masks([images[i] for i in idx], [masks[i] for i in idx], transform)
-            out = step(preprocess(x).to(device), with_attention=True)
-            logits = out.logits
-            aux = box_loss(out.attention, m.to(device), valid.to(device))
+            with amp.autocast():
+                out = step(_to_input(x, preprocess, device), with_attention=True)
+            logits = out.logits.float()
+            # ``valid`` stays on the host: selecting with it needs no wait for the GPU.
+            aux = box_loss(out.attention, to_device(m, device), valid)
             if ranks is not None:  # the mean over the global batch's boxed images, as one process takes it
                 aux = aux * share_of_batch(int(valid.sum()), ranks)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + box_loss_weight * aux
-            total_box += aux.item() * len(idx)
+            total_box += aux.detach().double() * len(idx)
         else:
-            x = preprocess(augment_batch([images[i] for i in idx], transform)).to(device)
-            logits = step(x)
+            x = augment_batch([images[i] for i in idx], transform)
+            with amp.autocast():
+                logits = step(_to_input(x, preprocess, device))
+            logits = logits.float()
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        amp.backward_step(loss, optimizer)
         scheduler.step()
-        total_loss += loss.item() * len(idx)
-        correct += int((logits.argmax(1) == y).sum())
+        total_loss += loss.detach().double() * len(idx)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(idx)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+        if n % log_every == 0:
+            bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}")
+    sums = [total_loss.item(), total_box.item(), correct.item(), seen]
     if ranks is not None:
-        total_loss, total_box, correct, seen = sum_over_ranks([total_loss, total_box, correct, seen])
+        sums = sum_over_ranks(sums)
+    total_loss, total_box, correct, seen = sums
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "box_loss": total_box / max(seen, 1)}
+
+
+def _to_input(x: torch.Tensor, preprocess: Preprocess, device: torch.device) -> torch.Tensor:
+    """The augmented B x 1 x S x S uint8 batch as the model's input on ``device``: the uint8 crosses the bus
+    (pinned, without waiting) and is normalised there, by the one preprocessing's arithmetic."""
+    return preprocess.normalise(to_device(preprocess.gray_batch(x), device))
 
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module,
+    model: nn.Module | ServedModel,
     images: Sequence[np.ndarray],
     preprocess: Preprocess,
     device: torch.device,
@@ -108,17 +131,25 @@ def predict(
     logits_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax scores of ``logits / temperature`` (N x C; raw logits with ``logits_only``) for H x W uint8
-    images, and the attention maps if asked."""
-    model.eval()
+    images, and the attention maps if asked.
+
+    ``model`` is a model as trained (run eagerly in fp32), or ``model_zoo.served.serve_model``'s: the model
+    as the service serves it on ``device`` (what ``ilcs eval`` measures)."""
+    served = isinstance(model, ServedModel)
+    if not served:
+        model.eval()
     scores, maps = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = torch.cat([preprocess(img) for img in images[start : start + batch_size]]).to(device)
-        if with_attention:
+        if served:
+            logits, attention = model(batch)
+        elif with_attention:
             out = model.forward_with_attention(batch)
-            logits = out.logits
-            maps.append(out.attention.float().cpu().numpy()[:, 0])
+            logits, attention = out.logits, out.attention
         else:
-            logits = model(batch)
+            logits, attention = model(batch), None
+        if with_attention:
+            maps.append(attention.float().cpu().numpy()[:, 0])
         logits = logits.float()
         scores.append((logits if logits_only else torch.softmax(logits / temperature, dim=1)).cpu().numpy())
     return np.concatenate(scores), (np.concatenate(maps) if with_attention else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 from model_zoo.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from model_zoo.device import resolve_device
 from model_zoo.preprocess import Preprocess
+from model_zoo.served import serve_model
 from training.data import load_image_folder
 from training.engine import predict
 from training.metrics import classification_report
@@ -33,10 +34,12 @@ def evaluate_with_maps(
 ):
     """Evaluate a checkpoint on the manifest's ``subset`` list, or on every image with ``all_images``.
 
-    Returns ``(report, images, attention maps or None, card)``.
+    The model is the one the service serves on ``device`` (``model_zoo.served.serve_model``): the
+    frozen graph, and on a GPU in fp16. Returns ``(report, images, attention maps or None, card)``.
     """
     dev = resolve_device(device)
     model, card = load_checkpoint(checkpoint or SHIPPED_CHECKPOINT, map_location=dev)
+    served = serve_model(model, dev, freeze_shape=(card.in_chans, card.input_size, card.input_size))
     images = load_image_folder(data, classes=card.labels, progress=progress)
     if not all_images:
         if manifest is None:
@@ -44,7 +47,7 @@ def evaluate_with_maps(
             raise ValueError(msg)
         images = images.subset(load_manifest(manifest)[subset])
     scores, maps = predict(
-        model,
+        served,
         images.images,
         Preprocess.from_card(card),
         dev,

@@ -93,7 +93,17 @@ def test_gpu_is_reserved_only_in_the_override(compose):
     gpu = yaml.safe_load(GPU.read_text())["services"]["inspector"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert gpu["environment"]["ILCS_DEVICE"] == "cuda"
+    assert interpolate(gpu["environment"]["ILCS_DEVICE"], {}) == "cuda"
+
+
+def test_the_gpu_is_picked_by_device_ids_from_the_environment():
+    """``ILCS_GPU`` picks the GPU the container sees (as cuda:0); ``count`` and ``device_ids`` exclude each other."""
+    gpu = yaml.safe_load(GPU.read_text())["services"]["inspector"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert "count" not in device
+    assert [interpolate(i, {}) for i in device["device_ids"]] == ["0"]
+    assert [interpolate(i, {"ILCS_GPU": "2"}) for i in device["device_ids"]] == ["2"]
+    assert interpolate(gpu["environment"]["ILCS_DEVICE"], {"ILCS_DEVICE": "cuda:0"}) == "cuda:0"
 
 
 def _container_port(service: dict) -> int:

@@ -46,7 +46,10 @@ def test_cuda_n_must_name_a_gpu_that_is_there(two_gpus):
 def test_no_gpu_names_the_torch_build_and_what_to_check(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "13.0")
-    with pytest.raises(ValueError, match=r"torch .* \(CUDA 13\.0\).*NVIDIA driver"):
+    with pytest.raises(ValueError, match=r"torch .* \(CUDA 13\.0\).*NVIDIA driver 580 or newer"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.version, "cuda", "12.6")
+    with pytest.raises(ValueError, match=r"\(CUDA 12\.6\).*NVIDIA driver 525\.60\.13 or newer \(CUDA 12\.x\)"):
         resolve_device("cuda")
     monkeypatch.setattr(torch.version, "cuda", None)
     with pytest.raises(ValueError, match="a CPU-only build.*install the CUDA build"):
@@ -54,8 +57,8 @@ def test_no_gpu_names_the_torch_build_and_what_to_check(monkeypatch):
     assert device_module.resolve_device("auto") == torch.device("cpu")
 
 
-def test_on_a_gpu_one_worker_with_torchs_threads(two_gpus):
-    assert plan_workers(torch.device("cuda", 0), None, None) == (1, torch.get_num_threads())
+def test_on_a_gpu_two_workers_with_torchs_threads(two_gpus):
+    assert plan_workers(torch.device("cuda", 0), None, None) == (2, torch.get_num_threads())
     assert plan_workers(torch.device("cuda", 0), 2, 3) == (2, 3)
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
+from model_zoo.preprocess import Preprocess
 from training.distributed import Ranks, init_from_env, wrap
 from training.engine import train_one_epoch
 
@@ -70,7 +71,7 @@ def run(ranks: Ranks | None) -> tuple[nn.Module, list[dict[str, float]]]:
             labels,
             optimizer,
             scheduler,
-            lambda x: x.float() / 255,
+            Preprocess(SIZE, mean=0.0, std=1.0, in_chans=1),  # x / 255
             no_augmentation,
             BATCH,
             order,

@@ -107,6 +107,25 @@ def test_eval_cli_prints_one_json_object(tiny_run, capsys):
     assert sum(map(sum, report["confusion"])) == report["n"]
 
 
+def test_eval_scores_the_model_the_service_serves(tiny_run, monkeypatch):
+    """One function builds the served model for a device (frozen; fp16 on a GPU): ``ilcs eval`` and the service."""
+    from service.inference import Engine
+    from training import evaluate as ev
+
+    cfg, _, root = tiny_run
+    built, real = [], ev.serve_model
+    monkeypatch.setattr(ev, "serve_model", lambda model, dev, **kw: built.append((dev, kw)) or real(model, dev, **kw))
+    report, images, _, card = ev.evaluate_with_maps(root / "run" / "best", cfg.data, cfg.manifest, device="cpu")
+    assert built == [(torch.device("cpu"), {"freeze_shape": (card.in_chans, card.input_size, card.input_size)})]
+    threads = torch.get_num_threads()
+    try:
+        engine = Engine.load(root / "run" / "best", "cpu", threads=1, workers=1, backend="torch")
+        served = engine.predict([engine.prepare(img) for img in images.images])
+    finally:
+        torch.set_num_threads(threads)
+    assert list(report["predictions"].values()) == [card.labels[int(p.scores.argmax())] for p in served]
+
+
 def test_eval_all_reads_an_unseen_folder(tiny_run, tmp_path, capsys):
     _, _, root = tiny_run
     other = write_neu_layout(tmp_path / "other", per_class=3, seed=5, duplicate=False)
