@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,7 +19,10 @@ from training.augment import augment_batch, augment_batch_with_masks
 from training.distributed import Ranks, TrainingForward, check_batch, shard, share_of_batch, sum_over_ranks
 from training.precision import MixedPrecision, mixed_precision
 
-__all__ = ["box_loss", "predict", "train_one_epoch"]
+__all__ = ["ahead", "box_loss", "predict", "train_one_epoch"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def box_loss(attention: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -74,14 +79,24 @@ def train_one_epoch(
     total_loss, total_box = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(2))
     correct, seen = torch.zeros((), dtype=torch.int64, device=device), 0
     quiet = ranks is not None and not ranks.is_main
-    bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=quiet)
-    for n, start in enumerate(bar, 1):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2:  # BatchNorm cannot train on a single image
-            continue
+    # BatchNorm cannot train on a single image: a last batch of one is left out.
+    batches = [
+        order[s : s + batch_size] for s in range(0, len(order), batch_size) if len(order[s : s + batch_size]) > 1
+    ]
+
+    def augmented(idx: torch.Tensor) -> tuple:
+        if supervise:
+            return augment_batch_with_masks([images[i] for i in idx], [masks[i] for i in idx], transform)
+        return (augment_batch([images[i] for i in idx], transform),)
+
+    steps = ahead(augmented, batches, in_thread=device.type == "cuda")
+    bar = tqdm(
+        zip(batches, steps, strict=True), total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet
+    )
+    for n, (idx, batch) in enumerate(bar, 1):
         y = to_device(labels[idx], device)
         if supervise:
-            x, m, valid = augment_batch_with_masks([images[i] for i in idx], [masks[i] for i in idx], transform)
+            x, m, valid = batch
             with amp.autocast():
                 out = step(_to_input(x, preprocess, device), with_attention=True)
             logits = out.logits.float()
@@ -92,7 +107,7 @@ def train_one_epoch(
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) + box_loss_weight * aux
             total_box += aux.detach().double() * len(idx)
         else:
-            x = augment_batch([images[i] for i in idx], transform)
+            (x,) = batch
             with amp.autocast():
                 logits = step(_to_input(x, preprocess, device))
             logits = logits.float()
@@ -110,6 +125,27 @@ def train_one_epoch(
         sums = sum_over_ranks(sums)
     total_loss, total_box, correct, seen = sums
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "box_loss": total_box / max(seen, 1)}
+
+
+def ahead(fn: Callable[[T], R], items: Sequence[T], in_thread: bool) -> Iterator[R]:
+    """``fn`` of each item in order; with ``in_thread``, one item ahead in a worker thread.
+
+    On a GPU the CPU then augments the next batch while the GPU trains on this one (the optimiser
+    step of a gradient scaler waits for the GPU once per step). Augmentation draws from the CPU's
+    random generator, which the GPU's steps do not touch, so the order of the draws is the same.
+    """
+    if not in_thread:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="augment") as pool:
+        pending = None
+        for item in items:
+            submitted = pool.submit(fn, item)
+            if pending is not None:
+                yield pending.result()
+            pending = submitted
+        if pending is not None:
+            yield pending.result()
 
 
 def _to_input(x: torch.Tensor, preprocess: Preprocess, device: torch.device) -> torch.Tensor:

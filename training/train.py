@@ -4,7 +4,8 @@ AdamW, one-epoch linear warm-up then cosine decay (per step), batch 16 (the pape
 weak box supervision of the heatmap where boxes exist, best-on-validation checkpointing,
 a temperature fitted on the validation slice, a per-epoch log in CSV and JSON, resumable
 from ``last.pt``. The defaults of ``TrainConfig`` ARE the shipped recipe. On a GPU the steps run in
-fp16 AMP with a gradient scaler (``training.precision``), the CPU's arithmetic unchanged.
+fp16 AMP with a gradient scaler (``training.precision``) while a worker thread augments the next
+batch (``training.engine.ahead``), the CPU's arithmetic unchanged.
 """
 
 from __future__ import annotations

@@ -180,3 +180,34 @@ def test_no_host_sync_per_step(setup, monkeypatch):
     calls.clear()
     run_epoch(model, images, labels, masks, 1.0, seed=3, log_every=1)
     assert len(calls) == 3 + 2 * (N // BATCH)  # plus loss and accuracy at each of the N / BATCH log points
+
+
+def test_augmentation_runs_one_batch_ahead_in_a_worker_thread_on_a_gpu_and_in_order():
+    import threading
+
+    from training.engine import ahead
+
+    calls, threads, second_started = [], set(), threading.Event()
+
+    def augment(i):
+        calls.append(i)
+        threads.add(threading.current_thread().name)
+        if i == 2:
+            second_started.set()
+        return i * 10
+
+    steps = ahead(augment, [1, 2, 3, 4], in_thread=True)
+    assert next(steps) == 10
+    assert second_started.wait(timeout=10)  # the next batch is augmented while this one trains, unasked
+    assert list(steps) == [20, 30, 40] and calls == [1, 2, 3, 4]
+    assert all(name.startswith("augment") for name in threads)
+
+
+def test_on_the_cpu_augmentation_stays_in_the_training_thread_and_happens_when_its_batch_is_used():
+    import threading
+
+    from training.engine import ahead
+
+    calls = []
+    steps = ahead(lambda i: calls.append((i, threading.current_thread().name)) or i, [1, 2], in_thread=False)
+    assert calls == [] and next(steps) == 1 and calls == [(1, threading.current_thread().name)]
