@@ -90,9 +90,8 @@ def train_one_epoch(
         return (augment_batch([images[i] for i in idx], transform),)
 
     steps = ahead(augmented, batches, in_thread=device.type == "cuda")
-    bar = tqdm(
-        zip(batches, steps, strict=True), total=len(batches), desc=desc, unit="batch", leave=False, disable=quiet
-    )
+    off = True if quiet else None  # None: tqdm shows no bar where stderr is not a terminal (a log file)
+    bar = tqdm(zip(batches, steps, strict=True), total=len(batches), desc=desc, unit="batch", leave=False, disable=off)
     for n, (idx, batch) in enumerate(bar, 1):
         y = to_device(labels[idx], device)
         if supervise:

@@ -39,7 +39,9 @@ def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0
     ]
     (out / "log.json").write_text(json.dumps(log))
     metrics = {"val_top1": 0.9, "val_loss": 0.5, "best_epoch": done}
-    training = {"config": {**RECIPE, "epochs": epochs, "model": model, "seed": seed, **recipe}, "threads": 1}
+    box = 1.0 if model == "ilcs" or model.endswith("+miam") else 0.0  # the recipe's box loss: MIAM's gate only
+    config = {**RECIPE, "epochs": epochs, "model": model, "seed": seed, "box_loss_weight": box, **recipe}
+    training = {"config": config, "threads": 1}
     if done == epochs:
         metrics |= {"test_top1": top1, "test_top5": top5, "test_n": 450, "epochs": epochs}
         training["wall_seconds"] = wall
@@ -145,11 +147,12 @@ def test_plan_pairs_each_small_model_with_and_without_miam_seed_by_seed_and_resn
     assert run_plan((0,), resnet50_seeds=(), models=("effnet",)) == [("effnet", 0)]
 
 
-def test_the_ilcs_arms_train_into_the_ablation_folders_they_share_with_the_model_report(tmp_path):
+def test_ilcs_with_miam_trains_into_the_ablation_folder_it_shares_with_the_model_report(tmp_path):
     from benchmarks.table2 import ABLATION_DIR, RUNS_DIR, run_dir
 
     assert run_dir(RUNS_DIR, "ilcs", 1) == ABLATION_DIR / "miam_s1"
-    assert run_dir(RUNS_DIR, "ilcs-nomiam", 2) == ABLATION_DIR / "nomiam_s2"
+    # the ablation's arm without MIAM had the box loss on its activation energy: not this table's recipe
+    assert run_dir(RUNS_DIR, "ilcs-nomiam", 2) == RUNS_DIR / "ilcs-nomiam_seed2"
     assert run_dir(RUNS_DIR, "effnet", 0) == RUNS_DIR / "effnet_seed0"
     assert run_dir(tmp_path, "ilcs", 1) == tmp_path / "ilcs_seed1"  # elsewhere, one folder for all
 
@@ -157,8 +160,8 @@ def test_the_ilcs_arms_train_into_the_ablation_folders_they_share_with_the_model
 def test_only_picks_a_run_by_its_folder_name_too(capsys):
     from benchmarks.table2 import main
 
-    main(["run", "--dry-run", "--only", "nomiam_s1"])  # the name scripts/run_table2.sh passes for an ILCS arm
-    assert "table2: 1 runs, 20 epochs each: [('ilcs-nomiam', 1)]" in capsys.readouterr().out
+    main(["run", "--dry-run", "--only", "miam_s1"])  # the name scripts/run_table2.sh passes for ILCS with MIAM
+    assert "table2: 1 runs, 20 epochs each: [('ilcs', 1)]" in capsys.readouterr().out
 
 
 def test_the_ilcs_arm_without_miam_is_trained_without_the_attention_layer(tmp_path, capsys):
@@ -168,7 +171,18 @@ def test_the_ilcs_arm_without_miam_is_trained_without_the_attention_layer(tmp_pa
     command = next(line for line in capsys.readouterr().out.splitlines() if " train " in line)
     assert "--epochs 20 " in command  # the recipe's schedule unless told otherwise
     assert f"--model ilcs --epochs 20 --seed 0 --out {tmp_path / 'ilcs-nomiam_seed0'} " in command
-    assert command.endswith('--model-kwargs {"attn_layer": null}')
+    assert command.endswith('--model-kwargs {"attn_layer": null} --box-loss-weight 0')
+
+
+def test_only_the_arms_with_miam_keep_the_recipes_box_loss(tmp_path, capsys):
+    from benchmarks.table2 import main
+
+    main(["run", "--dry-run", "--seeds", "0", "--resnet50-seeds", "0", "--runs-dir", str(tmp_path)])
+    commands = [line for line in capsys.readouterr().out.splitlines() if " train " in line]
+    without = {c.split("--out ")[1].split()[0] for c in commands if c.endswith("--box-loss-weight 0")}
+    names = {"ilcs-nomiam_seed0", "mobilenet_v2_seed0", "effnet_seed0", "resnet50_seed0"}
+    assert without == {str(tmp_path / n) for n in names}
+    assert len(commands) == 8  # the four +MIAM arms take the recipe's weight: no flag
 
 
 def test_each_row_and_each_miam_delta_gets_a_verdict_against_the_paper_within_the_noise(runs):
@@ -222,10 +236,41 @@ def test_runs_train_the_papers_models_not_the_recipes_model_options(tmp_path, ca
     assert command.endswith("--model-kwargs {}")  # ILCS with MIAM, as in the paper's Table 2
 
 
-def test_the_ilcs_rows_reuse_the_paired_ablation_runs(tmp_path):
+def test_the_ilcs_row_reuses_the_ablation_run_with_miam_and_the_other_arm_is_the_energy_comparison(tmp_path):
+    from benchmarks.table2 import ENERGY_ARMS
+
     ablation = tmp_path / "ablation"
     ablation.mkdir()
     for arm, top1 in (("miam", 0.98), ("nomiam", 0.97)):  # reports/runs/ablation/<arm>_s<seed>
         fake_run(tmp_path / "made", "ilcs", 0, top1).rename(ablation / f"{arm}_s0")
     loaded = {(r.model, r.seed): r.test_top1 for r in load_runs(tmp_path / "table2", ablation)}
-    assert loaded == {("ilcs", 0): pytest.approx(98.0), ("ilcs-nomiam", 0): pytest.approx(97.0)}
+    assert loaded == {("ilcs", 0): pytest.approx(98.0)}
+    energy = {(r.model, r.seed): r.test_top1 for r in load_runs(tmp_path / "none", ablation, ENERGY_ARMS)}
+    assert energy == {("ilcs-nomiam", 0): pytest.approx(97.0)}
+
+
+def test_a_baseline_with_the_box_loss_is_off_the_recipe_and_a_miam_arm_without_it_too(runs):
+    text = report(runs)
+    assert "weak box supervision of MIAM's spatial gate with weight 1.0" in text and "deviate" not in text
+    fake_run(runs, "effnet+miam", 1, 0.9, box_loss_weight=0.0)  # a +MIAM arm left without the box loss
+    fake_run(runs, "effnet", 1, 0.9, box_loss_weight=1.0)  # the box loss on a baseline's activation energy
+    odd = report(runs).split("Runs that deviate from the shared recipe")[1].split("##")[0]
+    assert "effnet+miam seed 1:" in odd and "effnet seed 1:" in odd
+    assert "effnet+miam seed 0:" not in odd and "mobilenet_v2 seed 0:" not in odd
+
+
+def test_each_baseline_is_paired_with_its_run_of_the_box_loss_on_its_activation_energy(runs, tmp_path):
+    energy = runs.parent / "table2-box-on-energy"  # beside the runs, as in reports/runs/
+    for seed, top1 in ((0, 0.85), (1, 0.87)):
+        out = fake_run(energy, "mobilenet_v2", seed, top1, box_loss_weight=1.0)
+        log = json.loads((out / "log.json").read_text())
+        for e, r in enumerate(log):  # falls steadily to the end
+            r["val_loss"] = 1.0 - 0.1 * e
+        (out / "log.json").write_text(json.dumps(log))
+    fake_run(energy, "effnet", 0, 0.91, box_loss_weight=1.0)
+    text = write_report(runs, tmp_path / "out" / "table2.md", params_fn=lambda model: 1.0)
+    # mobilenet_v2 on cross-entropy alone: 94, 95 at seeds 0, 1; with the box loss on its energy: 85, 87
+    assert "| mobilenet_v2 | 0, 1 | 94.50 ± 0.71 (n=2, 94.00–95.00) | 86.00 ± 1.41 (n=2, 85.00–87.00) |" in text
+    assert "| -8.50 ± 0.71 (n=2, -9.00–-8.00) | still falling (2 seed(s)) |" in row(text, "mobilenet_v2 | 0, 1")
+    assert "| effnet | 0 | 90.00 (n=1) | 91.00 (n=1) | +1.00 (n=1) |" in text
+    assert "deviate" not in text  # the energy runs are a comparison, not rows of the table
