@@ -289,7 +289,8 @@ def agreement(ours: Summary, paper: float, se: float) -> str:
 
 
 def _signed(delta: Summary) -> str:
-    return f"{delta.mean:+.2f} (n=1)" if delta.n == 1 else delta.text()
+    text = delta.text()
+    return text if text.startswith("-") else "+" + text  # a difference carries its sign
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:

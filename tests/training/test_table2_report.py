@@ -274,3 +274,11 @@ def test_each_baseline_is_paired_with_its_run_of_the_box_loss_on_its_activation_
     assert "| -8.50 ± 0.71 (n=2, -9.00–-8.00) | still falling (2 seed(s)) |" in row(text, "mobilenet_v2 | 0, 1")
     assert "| effnet | 0 | 90.00 (n=1) | 91.00 (n=1) | +1.00 (n=1) |" in text
     assert "deviate" not in text  # the energy runs are a comparison, not rows of the table
+
+
+def test_a_difference_over_seeds_carries_its_sign():
+    from benchmarks.table2 import _signed, summarise
+
+    assert _signed(summarise([0.5, 1.0])).startswith("+0.75 ± 0.35 (n=2")
+    assert _signed(summarise([-0.5, -1.0])).startswith("-0.75 ± 0.35 (n=2")
+    assert _signed(summarise([0.0])) == "+0.00 (n=1)"
