@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.longer_schedule import longer_table
 from benchmarks.markdown import render, table
 from benchmarks.paper import PAPER_TABLE2, PAPER_TABLE3
 
@@ -49,6 +50,8 @@ ABLATION_ARMS = {"miam": "ilcs"}  # reports/neu-ilcs.md's ILCS runs that share t
 #: The arms without MIAM trained with the box loss on their activation energy, kept as a paired comparison.
 ENERGY_DIR = ROOT / "reports" / "runs" / "table2-box-on-energy"
 ENERGY_ARMS = {"nomiam": "ilcs-nomiam"}  # reports/neu-ilcs.md's ILCS arm without MIAM (box loss on its energy)
+LONGER_DIR = ROOT / "reports" / "runs" / "table2-longer"  # the same runs over more epochs: is the schedule long enough?
+LONGER_FIGURE = "\n\n![the table's schedule and a longer one, same seed](figures/table2-longer-schedule.png)"
 
 
 def has_miam(model: str, kwargs: dict | None = None) -> bool:
@@ -442,6 +445,7 @@ def render_report(
     shipped: dict | None = None,
     notes: Sequence[str] = (),
     energy_runs: Sequence[Run] = (),
+    longer_runs: Sequence[Run] = (),
 ) -> str:
     """Markdown of Table 2 side by side, from the runs alone (no training, no data)."""
     done = [r for r in runs if r.finished]
@@ -508,6 +512,7 @@ def render_report(
         still_falling=f"{100 * STILL_FALLING:.0f}%",
         runs=table(RUNS_HEADER, map(every, runs)),
         energy=energy_table(done, energy_runs),
+        longer=longer_table(done, longer_runs) + (LONGER_FIGURE if any(r.finished for r in longer_runs) else ""),
         reading="\n".join(_reading(runs, top1, shipped, notes)),
         epochs=min(epochs) if epochs else "N",
     )
@@ -525,7 +530,11 @@ def write_report(
     runs = load_runs(runs_dir, ablation)
     energy_dir = Path(runs_dir).parent / ENERGY_DIR.name
     energy_runs = load_runs(energy_dir, ablation, ENERGY_ARMS) if energy_dir.is_dir() else []
-    text = render_report(runs, params_fn=params_fn, shipped=shipped, notes=notes, energy_runs=energy_runs)
+    longer_dir = Path(runs_dir).parent / LONGER_DIR.name
+    longer_runs = load_runs(longer_dir) if longer_dir.is_dir() else []
+    text = render_report(
+        runs, params_fn=params_fn, shipped=shipped, notes=notes, energy_runs=energy_runs, longer_runs=longer_runs
+    )
     curves: dict[str, list[list[float]]] = {}
     for r in runs:
         if r.finished and r.val_losses:
@@ -534,6 +543,17 @@ def write_report(
         from training.figures import plot_seed_bands
 
         plot_seed_bands(curves, Path(out).parent / "figures" / "table2-val-loss.png")
+    pairs = {
+        f"{r.model} seed {r.seed}": (short.val_losses, r.val_losses)
+        for r in longer_runs
+        if r.finished and r.val_losses
+        for short in runs
+        if short.finished and short.val_losses and (short.model, short.seed) == (r.model, r.seed)
+    }
+    if pairs:
+        from training.figures import plot_schedule_pairs
+
+        plot_schedule_pairs(pairs, Path(out).parent / "figures" / "table2-longer-schedule.png")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
     return text

@@ -13,7 +13,15 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from model_zoo.heatmap import overlay, upsample_attention  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_curves", "plot_heatmap_grid", "plot_reliability", "plot_runs", "plot_seed_bands"]
+__all__ = [
+    "plot_confusion",
+    "plot_curves",
+    "plot_heatmap_grid",
+    "plot_reliability",
+    "plot_runs",
+    "plot_schedule_pairs",
+    "plot_seed_bands",
+]
 
 
 def plot_heatmap_grid(
@@ -93,6 +101,22 @@ def plot_seed_bands(curves: dict[str, list[list[float]]], out: Path, ylabel: str
     ax.set_ylabel(f"{ylabel} (log scale)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_schedule_pairs(pairs: dict[str, tuple[list[float], list[float]]], out: Path) -> Path:
+    """One panel per run: its validation loss at the table's schedule beside the same seed over a longer one."""
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs) + 0.6, 3.2), squeeze=False)
+    for ax, (name, (short, longer)) in zip(axes[0], pairs.items(), strict=True):
+        for curve, style in ((short, "-"), (longer, "--")):
+            ax.plot(np.arange(1, len(curve) + 1), curve, style, label=f"{len(curve)} epochs")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation loss (log scale)")
     fig.tight_layout()
     return _save(fig, out)
 

@@ -282,3 +282,18 @@ def test_a_difference_over_seeds_carries_its_sign():
     assert _signed(summarise([0.5, 1.0])).startswith("+0.75 ± 0.35 (n=2")
     assert _signed(summarise([-0.5, -1.0])).startswith("-0.75 ± 0.35 (n=2")
     assert _signed(summarise([0.0])) == "+0.00 (n=1)"
+
+
+def test_a_longer_run_of_the_same_seed_is_paired_with_its_table_run_and_drawn(runs, tmp_path):
+    longer = runs.parent / "table2-longer"  # beside the runs, as in reports/runs/
+    out = fake_run(longer, "ilcs", 0, 0.97, epochs=15)
+    log = json.loads((out / "log.json").read_text())
+    for r in log[-3:]:  # ends at a third of the table run's end loss (0.5)
+        r["val_loss"] = 0.5 / 3
+    (out / "log.json").write_text(json.dumps(log))
+    text = write_report(runs, tmp_path / "out" / "table2.md", params_fn=lambda model: 1.0)
+    assert "| ilcs | 0 | 10 → 15 | 0.500 → 0.167 | -67% |" in text
+    assert "figures/table2-longer-schedule.png" in text
+    figure = tmp_path / "out" / "figures" / "table2-longer-schedule.png"
+    assert figure.exists() and figure.stat().st_size > 5_000
+    assert "deviate" not in text  # a longer run is a check of the schedule, not a row of the table

@@ -1,0 +1,91 @@
+"""Is Table 2's schedule long enough? Each model's run at the table's schedule beside its run at a longer one.
+
+A cosine schedule's learning rate reaches zero at its end, so every curve flattens late whatever its
+length: the curve of one run cannot say whether more epochs would help. The check that can is a
+paired one: the same model and seed (same initial weights) trained over more epochs. The figure
+compared is the end-of-schedule validation loss (mean over the last ``END_EPOCHS`` epochs, where the
+rate is near zero; the minimum over epochs would favour the longer run, which has more epochs to
+draw it from). Its noise is the seed-to-seed spread of that figure at the table's schedule, pooled
+over the models with several seeds. Only validation figures decide; test top-1 is shown, not used.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Protocol
+
+from benchmarks.markdown import table
+
+__all__ = ["END_EPOCHS", "end_loss", "longer_table", "pooled_seed_cv"]
+
+END_EPOCHS = 3
+
+HEADER = ["model", "seed", "epochs", "end val loss", "change", "noise (±2 seed CV)", "val top-1",
+          "test top-1 (shown, not used)", "verdict"]  # fmt: skip
+
+
+class RunLike(Protocol):
+    model: str
+    seed: int
+    epochs: int
+    finished: bool
+    val_top1: float | None
+    test_top1: float | None
+    val_losses: list[float] | None
+
+
+def end_loss(run: RunLike) -> float | None:
+    """Mean validation loss over the run's last ``END_EPOCHS`` epochs (``None`` without that many)."""
+    losses = run.val_losses or []
+    return statistics.fmean(losses[-END_EPOCHS:]) if len(losses) >= END_EPOCHS else None
+
+
+def pooled_seed_cv(runs: Sequence[RunLike]) -> tuple[float | None, int]:
+    """Root mean square, over models with two or more finished seeds, of the seeds' coefficient of variation of
+    ``end_loss``; and how many models it pools."""
+    by_model: dict[str, list[float]] = {}
+    for r in runs:
+        if r.finished and (x := end_loss(r)) is not None:
+            by_model.setdefault(r.model, []).append(x)
+    cvs = [statistics.stdev(xs) / statistics.fmean(xs) for xs in by_model.values() if len(xs) > 1]
+    return (math.sqrt(statistics.fmean(c * c for c in cvs)) if cvs else None), len(cvs)
+
+
+def verdict(change: float, noise: float | None) -> str:
+    if noise is None:
+        return "no seed spread to judge against"
+    if change < -noise:
+        return "lower beyond the noise: the table's schedule is short for this model"
+    if change > noise:
+        return "higher beyond the noise: the longer schedule overfits; the table's is long enough"
+    return "within the noise: the table's schedule is long enough"
+
+
+def _pair(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{a:.2f} → {b:.2f}"
+
+
+def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
+    """One row per finished longer run, paired with the same model and seed at the table's schedule."""
+    cv, models = pooled_seed_cv(runs)
+    noise = 2 * cv if cv is not None else None
+    base = {(r.model, r.seed): r for r in runs if r.finished}
+    rows = []
+    for run in (r for r in longer if r.finished):
+        short = base.get((run.model, run.seed))
+        a, b = (end_loss(short) if short else None), end_loss(run)
+        if short is None or a is None or b is None:
+            rows.append((run.model, run.seed, f"– / {run.epochs}", "–", "–", "–", "–", "–", "no paired run"))
+            continue
+        change = (b - a) / a
+        rows.append((
+            run.model, run.seed, f"{short.epochs} → {run.epochs}", f"{a:.3f} → {b:.3f}", f"{100 * change:+.0f}%",
+            "–" if noise is None else f"±{100 * noise:.0f}%", _pair(short.val_top1, run.val_top1),
+            _pair(short.test_top1, run.test_top1), verdict(change, noise),
+        ))  # fmt: skip
+    if not rows:
+        return "No run at a longer schedule is kept yet."
+    pooled = f"pooled over {models} models with several seeds" if models else "no model has several seeds"
+    return table(HEADER, rows) + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss ({pooled})."

@@ -1,0 +1,73 @@
+"""Table 2's schedule is long enough for a model when the same seed over more epochs ends no lower beyond the noise."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from benchmarks.longer_schedule import end_loss, longer_table, pooled_seed_cv
+
+
+@dataclass
+class R:
+    model: str
+    seed: int
+    val_losses: list[float]
+    epochs: int = 20
+    finished: bool = True
+    val_top1: float | None = 99.0
+    test_top1: float | None = 97.0
+
+
+def flat(end: float, epochs: int = 20) -> list[float]:
+    return [1.0] * (epochs - 3) + [end] * 3
+
+
+def test_the_end_loss_is_the_mean_of_the_last_three_epochs_not_the_minimum():
+    assert end_loss(R("m", 0, [1.0, 0.1, 0.4, 0.3, 0.2])) == pytest.approx(0.3)
+    assert end_loss(R("m", 0, [0.5, 0.4])) is None
+
+
+def test_the_noise_pools_the_seed_spread_of_models_with_several_seeds():
+    runs = [R("a", 0, flat(0.09)), R("a", 1, flat(0.11)), R("b", 0, flat(0.5))]  # b has one seed: not pooled
+    cv, models = pooled_seed_cv(runs)
+    assert models == 1
+    assert cv == pytest.approx(0.01414 / 0.1, rel=1e-3)  # stdev(0.09, 0.11) / mean
+
+
+@pytest.fixture
+def table_runs():
+    return [R("a", 0, flat(0.09)), R("a", 1, flat(0.11)), R("b", 0, flat(0.20))]  # noise: ±28%
+
+
+def row(text, model):
+    return next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
+
+
+def test_a_longer_run_far_below_its_pair_says_the_schedule_is_short(table_runs):
+    text = longer_table(table_runs, [R("b", 0, flat(0.05, 30), epochs=30, val_top1=100.0)])
+    line = row(text, "b")
+    assert "20 → 30" in line and "0.200 → 0.050" in line and "-75%" in line and "±28%" in line
+    assert "99.00 → 100.00" in line
+    assert "short for this model" in line
+
+
+def test_a_longer_run_within_the_noise_says_the_schedule_is_long_enough(table_runs):
+    line = row(longer_table(table_runs, [R("a", 0, flat(0.08, 30), epochs=30)]), "a")
+    assert "-11%" in line and "within the noise: the table's schedule is long enough" in line
+
+
+def test_a_longer_run_above_the_noise_overfits(table_runs):
+    line = row(longer_table(table_runs, [R("a", 1, flat(0.2, 30), epochs=30)]), "a")
+    assert "overfits" in line
+
+
+def test_a_longer_run_without_its_pair_or_unfinished_is_not_judged(table_runs):
+    text = longer_table(table_runs, [R("c", 0, flat(0.1, 30), epochs=30), R("a", 0, flat(0.01, 30), finished=False)])
+    assert "no paired run" in row(text, "c")
+    assert "| a |" not in text
+    assert longer_table(table_runs, []) == "No run at a longer schedule is kept yet."
+
+
+def test_without_several_seeds_there_is_no_noise_to_judge_against():
+    line = row(longer_table([R("b", 0, flat(0.2))], [R("b", 0, flat(0.05, 30), epochs=30)]), "b")
+    assert "no seed spread to judge against" in line
