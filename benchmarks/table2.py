@@ -17,6 +17,7 @@ from the logs alone; ``scripts/run_table2.sh`` runs the plan and commits each ru
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -55,8 +56,24 @@ LONGER_FIGURE = "\n\n![the table's schedule and a longer one, same seed](figures
 
 
 def has_miam(model: str, kwargs: dict | None = None) -> bool:
-    """Whether a registry model, built with ``kwargs``, has MIAM's spatial gate: what the box loss supervises."""
-    return (model == "ilcs" or model.endswith("+miam")) and (kwargs or {}).get("attn_layer", "miam") is not None
+    """Whether a registry model, built with ``kwargs``, has MIAM's spatial gate: what the box loss supervises.
+
+    The model is built on the meta device (no weights) and looked at, so the registry stays the one place
+    that knows which names and arguments carry MIAM.
+    """
+    return _built_with_miam(model, json.dumps(kwargs or {}, sort_keys=True))
+
+
+@functools.cache
+def _built_with_miam(model: str, kwargs_json: str) -> bool:
+    import torch
+
+    from model_zoo.layers.miam import MIAM
+    from model_zoo.registry import create_model
+
+    with torch.device("meta"):
+        built = create_model(model, **json.loads(kwargs_json))
+    return isinstance(getattr(built, "attn", None), MIAM)
 
 
 def run_plan(
@@ -179,6 +196,7 @@ def load_run(path: Path, name: str | None = None) -> Run | None:
     recipe = {k: config[k] for k in RECIPE_KEYS if k in config}
     if "manifest" in recipe:
         recipe["manifest"] = Path(recipe["manifest"]).name
+    arch, kwargs = MODEL_KWARGS.get(model, (model, {}))  # a run without its card yet: the label's model
     return Run(
         model=model,
         seed=int(seed),
@@ -194,7 +212,7 @@ def load_run(path: Path, name: str | None = None) -> Run | None:
         recipe=recipe or None,
         threads=training.get("threads"),
         val_losses=[row["val_loss"] for row in log if "val_loss" in row] or None,
-        miam=has_miam(config.get("model", model), config.get("model_kwargs")),
+        miam=has_miam(config.get("model", arch), config.get("model_kwargs", kwargs)),
     )
 
 

@@ -20,8 +20,9 @@ RECIPE = {
 }
 
 
-def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0, **recipe):
-    """A run folder as ``ilcs train`` leaves it: log.json and the best.json card (test metrics once finished)."""
+def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0, arch=None, **recipe):
+    """A run folder as ``ilcs train`` leaves it: log.json and the best.json card (test metrics once finished);
+    ``arch``: the registry model its card names, when the folder's label is not one."""
     out = root / f"{model}_seed{seed}"
     out.mkdir(parents=True)
     done = epochs if done is None else done
@@ -39,8 +40,9 @@ def fake_run(root, model, seed, top1, top5=1.0, epochs=10, done=None, wall=600.0
     ]
     (out / "log.json").write_text(json.dumps(log))
     metrics = {"val_top1": 0.9, "val_loss": 0.5, "best_epoch": done}
-    box = 1.0 if model == "ilcs" or model.endswith("+miam") else 0.0  # the recipe's box loss: MIAM's gate only
-    config = {**RECIPE, "epochs": epochs, "model": model, "seed": seed, "box_loss_weight": box, **recipe}
+    name = arch or model
+    box = 1.0 if name == "ilcs" or name.endswith("+miam") else 0.0  # the recipe's box loss: MIAM's gate only
+    config = {**RECIPE, "epochs": epochs, "model": arch or model, "seed": seed, "box_loss_weight": box, **recipe}
     training = {"config": config, "threads": 1}
     if done == epochs:
         metrics |= {"test_top1": top1, "test_top5": top5, "test_n": 450, "epochs": epochs}
@@ -121,7 +123,7 @@ def test_a_run_off_the_shared_recipe_is_named(runs):
 
 
 def test_a_variant_run_is_listed_beside_its_base_model(runs):
-    fake_run(runs, "ilcs-pool_at=early", 0, 0.955)
+    fake_run(runs, "ilcs-pool_at=early", 0, 0.955, arch="ilcs", model_kwargs={"pool_at": "early"})
     text = report(runs)
     assert "Variant `ilcs-pool_at=early` (not a paper row; same recipe): test top-1 95.50 (n=1); ilcs over" in text
     assert "| ilcs-pool_at=early | 0 | 10 |" in text
@@ -297,3 +299,10 @@ def test_a_longer_run_of_the_same_seed_is_paired_with_its_table_run_and_drawn(ru
     figure = tmp_path / "out" / "figures" / "table2-longer-schedule.png"
     assert figure.exists() and figure.stat().st_size > 5_000
     assert "deviate" not in text  # a longer run is a check of the schedule, not a row of the table
+
+
+def test_whether_a_run_has_miam_is_read_off_the_model_the_registry_builds():
+    from benchmarks.table2 import has_miam
+
+    assert has_miam("ilcs") and has_miam("resnet50+miam") and has_miam("effnet", {"attn_layer": "miam"})
+    assert not has_miam("ilcs", {"attn_layer": None}) and not has_miam("mobilenet_v2")
