@@ -103,6 +103,13 @@ def parse_variant(text: str) -> tuple[str, str, dict]:
 # --------------------------------------------------------------------------- running
 
 
+def table_runs_dir(runs_dir: Path) -> Path:
+    """The table whose report a run in ``runs_dir`` changes: a side folder's (longer schedule, box loss on the
+    energy) is the table beside it, whose report reads it."""
+    side = {LONGER_DIR.name, ENERGY_DIR.name}
+    return runs_dir.parent / RUNS_DIR.name if runs_dir.name in side else runs_dir
+
+
 def _finished(out: Path, epochs: int) -> bool:
     card = out / "best.json"
     metrics = json.loads(card.read_text()).get("metrics", {}) if card.exists() else {}
@@ -139,7 +146,7 @@ def run_all(args: argparse.Namespace) -> None:
         rc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}).returncode
         print(f"table2: {time.strftime('%H:%M:%S')} end {out.name} rc={rc}", flush=True)
         if rc == 0:
-            write_report(Path(args.runs_dir), Path(args.out))
+            write_report(table_runs_dir(Path(args.runs_dir)), Path(args.out))
 
 
 # --------------------------------------------------------------------------- reading

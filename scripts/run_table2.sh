@@ -10,7 +10,8 @@ for out in $plan; do
   name=$(basename "$out")
   $PY -m benchmarks.table2 run "$@" --only "$name" </dev/null
   if [ -f "$out/best.json" ]; then
-    git add -- "$out"/log.json "$out"/log.csv "$out"/best.json reports/table2.md reports/figures/table2-val-loss.png
-    git commit -q -m "table2: $name" -- "$out"/log.json "$out"/log.csv "$out"/best.json reports/table2.md reports/figures/table2-val-loss.png || true
+    files=("$out"/log.json "$out"/log.csv "$out"/best.json reports/table2.md reports/figures/table2-*.png)
+    git add -- "${files[@]}"
+    git commit -q -m "table2: $name" -- "${files[@]}" || true
   fi
 done

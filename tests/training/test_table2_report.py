@@ -306,3 +306,12 @@ def test_whether_a_run_has_miam_is_read_off_the_model_the_registry_builds():
 
     assert has_miam("ilcs") and has_miam("resnet50+miam") and has_miam("effnet", {"attn_layer": "miam"})
     assert not has_miam("ilcs", {"attn_layer": None}) and not has_miam("mobilenet_v2")
+
+
+def test_a_run_in_a_side_folder_rewrites_the_report_of_the_table_beside_it(tmp_path):
+    from benchmarks.table2 import table_runs_dir
+
+    assert table_runs_dir(tmp_path / "table2-longer") == tmp_path / "table2"
+    assert table_runs_dir(tmp_path / "table2-box-on-energy") == tmp_path / "table2"
+    assert table_runs_dir(tmp_path / "table2") == tmp_path / "table2"
+    assert table_runs_dir(tmp_path / "my-runs") == tmp_path / "my-runs"
