@@ -22,8 +22,8 @@ __all__ = ["END_EPOCHS", "end_loss", "longer_table", "pooled_seed_cv"]
 
 END_EPOCHS = 3
 
-HEADER = ["model", "seed", "epochs", "end val loss", "change", "noise (±2 seed CV)", "val top-1",
-          "test top-1 (shown, not used)", "verdict"]  # fmt: skip
+HEADER = ["model", "seed", "epochs", "end val loss", "change", "noise (±2 seed CV)", "table's seeds (end loss)",
+          "val top-1", "test top-1 (shown, not used)", "verdict"]  # fmt: skip
 
 
 class RunLike(Protocol):
@@ -53,14 +53,17 @@ def pooled_seed_cv(runs: Sequence[RunLike]) -> tuple[float | None, int]:
     return (math.sqrt(statistics.fmean(c * c for c in cvs)) if cvs else None), len(cvs)
 
 
-def verdict(change: float, noise: float | None) -> str:
+def verdict(change: float, noise: float | None, below_every_seed: bool) -> str:
+    """The schedule is short for a model when the longer run ends lower beyond the noise."""
     if noise is None:
         return "no seed spread to judge against"
     if change < -noise:
         return "lower beyond the noise: the table's schedule is short for this model"
     if change > noise:
-        return "higher beyond the noise: the longer schedule overfits; the table's is long enough"
-    return "within the noise: the table's schedule is long enough"
+        return "higher beyond the noise: no gain from more epochs"
+    if below_every_seed:
+        return "within the noise, but below every seed at the table's schedule: a likely gain the check cannot confirm"
+    return "within the noise: no sign that more epochs help"
 
 
 def _pair(a: float | None, b: float | None) -> str:
@@ -77,13 +80,15 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
         short = base.get((run.model, run.seed))
         a, b = (end_loss(short) if short else None), end_loss(run)
         if short is None or a is None or b is None:
-            rows.append((run.model, run.seed, f"– / {run.epochs}", "–", "–", "–", "–", "–", "no paired run"))
+            rows.append((run.model, run.seed, f"– / {run.epochs}", *["–"] * 6, "no paired run"))
             continue
         change = (b - a) / a
+        seeds = [x for r in runs if r.finished and r.model == run.model and (x := end_loss(r)) is not None]
+        spread = f"{min(seeds):.3f}–{max(seeds):.3f} (n={len(seeds)})" if len(seeds) > 1 else "n=1"
         rows.append((
             run.model, run.seed, f"{short.epochs} → {run.epochs}", f"{a:.3f} → {b:.3f}", f"{100 * change:+.0f}%",
-            "–" if noise is None else f"±{100 * noise:.0f}%", _pair(short.val_top1, run.val_top1),
-            _pair(short.test_top1, run.test_top1), verdict(change, noise),
+            "–" if noise is None else f"±{100 * noise:.0f}%", spread, _pair(short.val_top1, run.val_top1),
+            _pair(short.test_top1, run.test_top1), verdict(change, noise, len(seeds) > 1 and b < min(seeds)),
         ))  # fmt: skip
     if not rows:
         return "No run at a longer schedule is kept yet."
