@@ -18,7 +18,7 @@ from typing import Protocol
 
 from benchmarks.markdown import table
 
-__all__ = ["END_EPOCHS", "end_loss", "longer_table", "pooled_seed_cv"]
+__all__ = ["END_EPOCHS", "end_loss", "longer_table", "pooled_seed_cv", "sign_test"]
 
 END_EPOCHS = 3
 
@@ -93,4 +93,16 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
     if not rows:
         return "No run at a longer schedule is kept yet."
     pooled = f"pooled over {models} models with several seeds" if models else "no model has several seeds"
-    return table(HEADER, rows) + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss ({pooled})."
+    lower = sum(1 for r in rows if r[4].startswith("-"))
+    judged = sum(1 for r in rows if r[4] != "–")
+    return (
+        table(HEADER, rows)
+        + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss ({pooled}). "
+        + f"{lower} of {judged} longer runs end below their pair (if more epochs changed nothing, each would be a "
+        + f"coin flip: one-sided sign test p = {sign_test(lower, judged):.3f})."
+    )
+
+
+def sign_test(k: int, n: int) -> float:
+    """P(at least ``k`` of ``n`` fair coin flips come up heads): the one-sided sign test."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from benchmarks.longer_schedule import end_loss, longer_table, pooled_seed_cv
+from benchmarks.longer_schedule import end_loss, longer_table, pooled_seed_cv, sign_test
 
 
 @dataclass
@@ -77,3 +77,10 @@ def test_a_longer_run_within_the_noise_but_below_every_table_seed_is_flagged_as_
     line = row(longer_table(table_runs, [R("a", 0, flat(0.075, 30), epochs=30)]), "a")  # -17%, noise ±28%
     assert "| 0.090–0.110 (n=2) |" in line
     assert "within the noise, but below every seed at the table's schedule" in line
+
+
+def test_the_longer_runs_are_summed_up_by_a_sign_test_over_models(table_runs):
+    assert sign_test(3, 3) == pytest.approx(0.125) and sign_test(0, 3) == 1.0 and sign_test(2, 3) == pytest.approx(0.5)
+    longer = [R("a", 0, flat(0.08, 30), epochs=30), R("b", 0, flat(0.25, 30), epochs=30)]
+    assert "1 of 2 longer runs end below their pair" in longer_table(table_runs, longer)
+    assert "p = 0.750" in longer_table(table_runs, longer)
