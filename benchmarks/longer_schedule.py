@@ -53,15 +53,18 @@ def pooled_seed_cv(runs: Sequence[RunLike]) -> tuple[float | None, int]:
     return (math.sqrt(statistics.fmean(c * c for c in cvs)) if cvs else None), len(cvs)
 
 
-def verdict(change: float, noise: float | None, below_every_seed: bool) -> str:
-    """The schedule is short for a model when the longer run ends lower beyond the noise."""
+def verdict(change: float, noise: float | None, seeds: Sequence[float], end: float) -> str:
+    """The schedule is short for a model when the longer run ends lower beyond the noise; ``seeds``: the end
+    losses of the model's seeds at the table's schedule, ``end``: the longer run's."""
     if noise is None:
         return "no seed spread to judge against"
     if change < -noise:
         return "lower beyond the noise: the table's schedule is short for this model"
     if change > noise:
         return "higher beyond the noise: no gain from more epochs"
-    if below_every_seed:
+    if len(seeds) < 2:
+        return "within the noise (one seed at the table's schedule: no range of its own to compare)"
+    if end < min(seeds):
         return "within the noise, but below every seed at the table's schedule: a likely gain the check cannot confirm"
     return "within the noise: no sign that more epochs help"
 
@@ -88,7 +91,7 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
         rows.append((
             run.model, run.seed, f"{short.epochs} → {run.epochs}", f"{a:.3f} → {b:.3f}", f"{100 * change:+.0f}%",
             "–" if noise is None else f"±{100 * noise:.0f}%", spread, _pair(short.val_top1, run.val_top1),
-            _pair(short.test_top1, run.test_top1), verdict(change, noise, len(seeds) > 1 and b < min(seeds)),
+            _pair(short.test_top1, run.test_top1), verdict(change, noise, seeds, b),
         ))  # fmt: skip
     if not rows:
         return "No run at a longer schedule is kept yet."

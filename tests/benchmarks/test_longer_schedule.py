@@ -84,3 +84,9 @@ def test_the_longer_runs_are_summed_up_by_a_sign_test_over_models(table_runs):
     longer = [R("a", 0, flat(0.08, 30), epochs=30), R("b", 0, flat(0.25, 30), epochs=30)]
     assert "1 of 2 longer runs end below their pair" in longer_table(table_runs, longer)
     assert "p = 0.750" in longer_table(table_runs, longer)
+
+
+def test_a_model_with_one_seed_at_the_tables_schedule_gets_no_claim_either_way(table_runs):
+    line = row(longer_table(table_runs, [R("b", 0, flat(0.17, 30), epochs=30)]), "b")  # -15%, noise ±28%
+    assert "| n=1 |" in line and "within the noise (one seed at the table's schedule" in line
+    assert "no sign" not in line and "likely gain" not in line
