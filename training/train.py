@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -83,6 +84,13 @@ def _write_log(out: Path, log: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(log[0]))
         writer.writeheader()
         writer.writerows(log)
+
+
+def save_resume_state(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill mid-write leaves the previous epoch's state whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig) -> ModelCard:
@@ -216,7 +224,7 @@ def train(cfg: TrainConfig) -> ModelCard:
             best = {"val_acc": val_acc, "val_loss": val_loss, "tie": tie, "epoch": epoch}
             card.metrics = {"val_top1": val_acc, "val_loss": val_loss, "best_epoch": epoch}
             save_checkpoint(model, out / "best", card)
-        torch.save(
+        save_resume_state(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),

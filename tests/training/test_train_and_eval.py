@@ -1,6 +1,7 @@
 """`ilcs train` learns, checkpoints, resumes; `ilcs eval` reports Algorithm 2's figures."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,3 +158,20 @@ def test_a_fine_tuning_stage_starts_from_a_checkpoint_and_can_choose_by_box_loss
     other = TrainConfig(**{**tuned.__dict__, "model_kwargs": {"hidden": 16}, "out": str(tmp_path / "other")})
     with pytest.raises(ValueError, match="init-from"):
         train(other)
+
+
+def test_a_kill_while_saving_the_resume_state_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    from training.train import save_resume_state
+
+    path = tmp_path / "last.pt"
+    save_resume_state({"epoch": 1}, path)
+
+    def killed(obj, f):  # half a file written, then the process dies
+        Path(f).write_bytes(b"\x80\x02half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_resume_state({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["epoch"] == 1
