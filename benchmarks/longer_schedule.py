@@ -1,12 +1,13 @@
-"""Is Table 2's schedule long enough? Each model's run at the table's schedule beside its run at a longer one.
+"""Is a schedule long enough? Each model's run at a shorter schedule beside the same seed at a longer one.
 
 A cosine schedule's learning rate reaches zero at its end, so every curve flattens late whatever its
 length: the curve of one run cannot say whether more epochs would help. The check that can is a
 paired one: the same model and seed (same initial weights) trained over more epochs. The figure
 compared is the end-of-schedule validation loss (mean over the last ``END_EPOCHS`` epochs, where the
 rate is near zero; the minimum over epochs would favour the longer run, which has more epochs to
-draw it from). Its noise is the seed-to-seed spread of that figure at the table's schedule, pooled
+draw it from). Its noise is the seed-to-seed spread of that figure at the shorter schedule, pooled
 over the models with several seeds. Only validation figures decide; test top-1 is shown, not used.
+Table 2 uses it twice: the recipe's 20 epochs against the table's, and the table's against more.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Protocol
 
 from benchmarks.markdown import table
 
-__all__ = ["END_EPOCHS", "end_loss", "longer_table", "pooled_seed_cv", "sign_test"]
+__all__ = ["END_EPOCHS", "end_loss", "longer_table", "pair_runs", "pooled_seed_cv", "sign_test"]
 
 END_EPOCHS = 3
 
-HEADER = ["model", "seed", "epochs", "end val loss", "change", "noise (±2 seed CV)", "table's seeds (end loss)",
-          "val top-1", "test top-1 (shown, not used)", "verdict"]  # fmt: skip
+HEADER = ["model", "seed", "epochs", "end val loss", "change", "noise (±2 seed CV)",
+          "shorter schedule's seeds (end loss)", "val top-1", "test top-1 (shown, not used)", "verdict"]  # fmt: skip
 
 
 class RunLike(Protocol):
@@ -54,18 +55,18 @@ def pooled_seed_cv(runs: Sequence[RunLike]) -> tuple[float | None, int]:
 
 
 def verdict(change: float, noise: float | None, seeds: Sequence[float], end: float) -> str:
-    """The schedule is short for a model when the longer run ends lower beyond the noise; ``seeds``: the end
-    losses of the model's seeds at the table's schedule, ``end``: the longer run's."""
+    """The shorter schedule is short for a model when the longer run ends lower beyond the noise; ``seeds``: the
+    end losses of the model's seeds at the shorter schedule, ``end``: the longer run's."""
     if noise is None:
         return "no seed spread to judge against"
     if change < -noise:
-        return "lower beyond the noise: the table's schedule is short for this model"
+        return "lower beyond the noise: the shorter schedule is short for this model"
     if change > noise:
         return "higher beyond the noise: no gain from more epochs"
     if len(seeds) < 2:
-        return "within the noise (one seed at the table's schedule: no range of its own to compare)"
+        return "within the noise (one seed at the shorter schedule: no range of its own to compare)"
     if end < min(seeds):
-        return "within the noise, but below every seed at the table's schedule: a likely gain the check cannot confirm"
+        return "within the noise, but below every seed at the shorter schedule: a likely gain the check cannot confirm"
     return "within the noise: no sign that more epochs help"
 
 
@@ -73,14 +74,18 @@ def _pair(a: float | None, b: float | None) -> str:
     return "–" if a is None or b is None else f"{a:.2f} → {b:.2f}"
 
 
+def pair_runs(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> list[tuple[RunLike | None, RunLike]]:
+    """Each finished longer run with the finished run of the same model and seed in ``runs`` (``None``: none)."""
+    base = {(r.model, r.seed): r for r in runs if r.finished}
+    return [(base.get((r.model, r.seed)), r) for r in longer if r.finished]
+
+
 def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
-    """One row per finished longer run, paired with the same model and seed at the table's schedule."""
+    """One row per finished longer run, paired with the same model and seed at the shorter schedule (``runs``)."""
     cv, models = pooled_seed_cv(runs)
     noise = 2 * cv if cv is not None else None
-    base = {(r.model, r.seed): r for r in runs if r.finished}
     rows = []
-    for run in (r for r in longer if r.finished):
-        short = base.get((run.model, run.seed))
+    for short, run in pair_runs(runs, longer):
         a, b = (end_loss(short) if short else None), end_loss(run)
         if short is None or a is None or b is None:
             rows.append((run.model, run.seed, f"– / {run.epochs}", *["–"] * 6, "no paired run"))
@@ -94,13 +99,13 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
             _pair(short.test_top1, run.test_top1), verdict(change, noise, seeds, b),
         ))  # fmt: skip
     if not rows:
-        return "No run at a longer schedule is kept yet."
+        return "No run at the longer schedule is kept yet."
     pooled = f"pooled over {models} models with several seeds" if models else "no model has several seeds"
     lower = sum(1 for r in rows if r[4].startswith("-"))
     judged = sum(1 for r in rows if r[4] != "–")
     return (
         table(HEADER, rows)
-        + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss ({pooled}). "
+        + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss at the shorter schedule ({pooled}). "
         + f"{lower} of {judged} longer runs end below their pair (if more epochs changed nothing, each would be a "
         + f"coin flip: one-sided sign test p = {sign_test(lower, judged):.3f})."
     )

@@ -105,18 +105,28 @@ def plot_seed_bands(curves: dict[str, list[list[float]]], out: Path, ylabel: str
     return _save(fig, out)
 
 
-def plot_schedule_pairs(pairs: dict[str, tuple[list[float], list[float]]], out: Path) -> Path:
-    """One panel per run: its validation loss at the table's schedule beside the same seed over a longer one."""
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.4 * len(pairs) + 0.6, 3.2), squeeze=False)
-    for ax, (name, (short, longer)) in zip(axes[0], pairs.items(), strict=True):
-        for curve, style in ((short, "-"), (longer, "--")):
-            ax.plot(np.arange(1, len(curve) + 1), curve, style, label=f"{len(curve)} epochs")
+def plot_schedule_pairs(pairs: dict[str, list[tuple[int, list[float], list[float]]]], out: Path, cols: int = 4) -> Path:
+    """One panel per model: each seed's validation loss at the shorter schedule (solid) and the longer (dashed).
+
+    ``pairs`` maps a model to its ``(seed, shorter curve, longer curve)`` triples.
+    """
+    ncols = min(cols, len(pairs))
+    nrows = -(-len(pairs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 0.6, 3.0 * nrows + 0.3), squeeze=False)
+    for ax, (name, seeds) in zip(axes.flat, pairs.items(), strict=False):
+        for i, (seed, short, longer) in enumerate(seeds):
+            for curve, style in ((short, "-"), (longer, "--")):
+                label = f"seed {seed}, {len(curve)} epochs"
+                ax.plot(np.arange(1, len(curve) + 1), curve, style, color=f"C{i}", label=label)
         ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("validation loss (log scale)")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(pairs) :]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("validation loss (log scale)")
     fig.tight_layout()
     return _save(fig, out)
 

@@ -65,7 +65,7 @@ def test_a_longer_run_without_its_pair_or_unfinished_is_not_judged(table_runs):
     text = longer_table(table_runs, [R("c", 0, flat(0.1, 30), epochs=30), R("a", 0, flat(0.01, 30), finished=False)])
     assert "no paired run" in row(text, "c")
     assert "| a |" not in text
-    assert longer_table(table_runs, []) == "No run at a longer schedule is kept yet."
+    assert longer_table(table_runs, []) == "No run at the longer schedule is kept yet."
 
 
 def test_without_several_seeds_there_is_no_noise_to_judge_against():
@@ -73,10 +73,10 @@ def test_without_several_seeds_there_is_no_noise_to_judge_against():
     assert "no seed spread to judge against" in line
 
 
-def test_a_longer_run_within_the_noise_but_below_every_table_seed_is_flagged_as_a_likely_gain(table_runs):
+def test_a_longer_run_within_the_noise_but_below_every_shorter_seed_is_flagged_as_a_likely_gain(table_runs):
     line = row(longer_table(table_runs, [R("a", 0, flat(0.075, 30), epochs=30)]), "a")  # -17%, noise ±28%
     assert "| 0.090–0.110 (n=2) |" in line
-    assert "within the noise, but below every seed at the table's schedule" in line
+    assert "within the noise, but below every seed at the shorter schedule" in line
 
 
 def test_the_longer_runs_are_summed_up_by_a_sign_test_over_models(table_runs):
@@ -86,7 +86,7 @@ def test_the_longer_runs_are_summed_up_by_a_sign_test_over_models(table_runs):
     assert "p = 0.750" in longer_table(table_runs, longer)
 
 
-def test_a_model_with_one_seed_at_the_tables_schedule_gets_no_claim_either_way(table_runs):
+def test_a_model_with_one_seed_at_the_shorter_schedule_gets_no_claim_either_way(table_runs):
     line = row(longer_table(table_runs, [R("b", 0, flat(0.17, 30), epochs=30)]), "b")  # -15%, noise ±28%
-    assert "| n=1 |" in line and "within the noise (one seed at the table's schedule" in line
+    assert "| n=1 |" in line and "within the noise (one seed at the shorter schedule" in line
     assert "no sign" not in line and "likely gain" not in line

@@ -1,6 +1,7 @@
 """The Table 2 report is computed from run logs alone: paper beside ours, seeds, MIAM deltas, noise."""
 
 import json
+import shutil
 
 import pytest
 
@@ -111,7 +112,8 @@ def test_miam_delta_pairs_equal_seeds_beside_the_papers(runs):
 def test_noise_and_schedule_are_stated(runs):
     text = report(runs)
     assert "The test set holds 450 images: one image is 0.22 points" in text
-    assert "trained 10 epochs, not the 20 of the recipe" in text
+    assert "Every run of the table trained 10 epochs" in text
+    assert "the recipe (`training/config.py`, the shipped checkpoint's) trains 20" in text
     assert "10 epochs, AdamW lr 0.002 weight decay 0.05" in text
     assert "deviate" not in text
     assert "with 1 thread(s) per run" in text
@@ -149,21 +151,36 @@ def test_plan_pairs_each_small_model_with_and_without_miam_seed_by_seed_and_resn
     assert run_plan((0,), resnet50_seeds=(), models=("effnet",)) == [("effnet", 0)]
 
 
-def test_ilcs_with_miam_trains_into_the_ablation_folder_it_shares_with_the_model_report(tmp_path):
-    from benchmarks.table2 import ABLATION_DIR, RUNS_DIR, run_dir
+def test_at_the_recipes_schedule_ilcs_with_miam_trains_into_the_ablation_folder_it_shares_with_the_model_report(
+    tmp_path,
+):
+    from benchmarks.table2 import ABLATION_DIR, RUNS_DIR, SHORTER_DIR, run_dir
 
-    assert run_dir(RUNS_DIR, "ilcs", 1) == ABLATION_DIR / "miam_s1"
+    assert run_dir(SHORTER_DIR, "ilcs", 1) == ABLATION_DIR / "miam_s1"
     # the ablation's arm without MIAM had the box loss on its activation energy: not this table's recipe
-    assert run_dir(RUNS_DIR, "ilcs-nomiam", 2) == RUNS_DIR / "ilcs-nomiam_seed2"
+    assert run_dir(SHORTER_DIR, "ilcs-nomiam", 2) == SHORTER_DIR / "ilcs-nomiam_seed2"
+    assert run_dir(RUNS_DIR, "ilcs", 1) == RUNS_DIR / "ilcs_seed1"  # the table's schedule is not the ablation's
     assert run_dir(RUNS_DIR, "effnet", 0) == RUNS_DIR / "effnet_seed0"
     assert run_dir(tmp_path, "ilcs", 1) == tmp_path / "ilcs_seed1"  # elsewhere, one folder for all
 
 
-def test_only_picks_a_run_by_its_folder_name_too(capsys):
-    from benchmarks.table2 import main
+def test_a_folder_names_its_schedule_and_the_table_trains_thirty_epochs(tmp_path):
+    from benchmarks.table2 import TABLE_EPOCHS, schedule_epochs
 
-    main(["run", "--dry-run", "--only", "miam_s1"])  # the name scripts/run_table2.sh passes for ILCS with MIAM
+    assert TABLE_EPOCHS == 30
+    assert schedule_epochs(tmp_path / "table2-e20") == 20 and schedule_epochs(tmp_path / "table2-e40") == 40
+    assert schedule_epochs(tmp_path / "table2") == 30 and schedule_epochs(tmp_path / "my-runs") == 30
+    assert schedule_epochs(tmp_path / "table2-box-on-energy") == 30
+
+
+def test_only_picks_a_run_by_its_folder_name_too(capsys):
+    from benchmarks.table2 import SHORTER_DIR, main
+
+    # the name scripts/run_table2.sh passes for ILCS with MIAM at the recipe's schedule
+    main(["run", "--dry-run", "--runs-dir", str(SHORTER_DIR), "--only", "miam_s1"])
     assert "table2: 1 runs, 20 epochs each: [('ilcs', 1)]" in capsys.readouterr().out
+    main(["run", "--dry-run", "--only", "ilcs_seed1"])  # the table itself
+    assert "table2: 1 runs, 30 epochs each: [('ilcs', 1)]" in capsys.readouterr().out
 
 
 def test_the_ilcs_arm_without_miam_is_trained_without_the_attention_layer(tmp_path, capsys):
@@ -171,8 +188,8 @@ def test_the_ilcs_arm_without_miam_is_trained_without_the_attention_layer(tmp_pa
 
     main(["run", "--dry-run", "--models", "ilcs-nomiam", "--seeds", "0", "--runs-dir", str(tmp_path)])
     command = next(line for line in capsys.readouterr().out.splitlines() if " train " in line)
-    assert "--epochs 20 " in command  # the recipe's schedule unless told otherwise
-    assert f"--model ilcs --epochs 20 --seed 0 --out {tmp_path / 'ilcs-nomiam_seed0'} " in command
+    assert "--epochs 30 " in command  # the table's schedule unless told otherwise
+    assert f"--model ilcs --epochs 30 --seed 0 --out {tmp_path / 'ilcs-nomiam_seed0'} " in command
     assert command.endswith('--model-kwargs {"attn_layer": null} --box-loss-weight 0')
 
 
@@ -262,6 +279,9 @@ def test_a_baseline_with_the_box_loss_is_off_the_recipe_and_a_miam_arm_without_i
 
 
 def test_each_baseline_is_paired_with_its_run_of_the_box_loss_on_its_activation_energy(runs, tmp_path):
+    shutil.copytree(runs, runs.parent / "table2-e20")  # the energy runs trained at the recipe's schedule: its pairs
+    for old in ("mobilenet_v2_seed1", "effnet_seed0"):  # the table's runs are not the pairs
+        shutil.rmtree(runs / old)
     energy = runs.parent / "table2-box-on-energy"  # beside the runs, as in reports/runs/
     for seed, top1 in ((0, 0.85), (1, 0.87)):
         out = fake_run(energy, "mobilenet_v2", seed, top1, box_loss_weight=1.0)
@@ -286,19 +306,37 @@ def test_a_difference_over_seeds_carries_its_sign():
     assert _signed(summarise([0.0])) == "+0.00 (n=1)"
 
 
-def test_a_longer_run_of_the_same_seed_is_paired_with_its_table_run_and_drawn(runs, tmp_path):
-    longer = runs.parent / "table2-longer"  # beside the runs, as in reports/runs/
-    out = fake_run(longer, "ilcs", 0, 0.97, epochs=15)
+def _ending_at(out, loss):
     log = json.loads((out / "log.json").read_text())
-    for r in log[-3:]:  # ends at a third of the table run's end loss (0.5)
-        r["val_loss"] = 0.5 / 3
+    for r in log[-3:]:
+        r["val_loss"] = loss
     (out / "log.json").write_text(json.dumps(log))
+
+
+def test_the_recipes_schedule_and_a_longer_one_are_paired_with_the_tables_runs_by_seed_and_drawn(runs, tmp_path):
+    # the table's runs end at a validation loss of 0.5
+    _ending_at(fake_run(runs.parent / "table2-e20", "ilcs", 0, 0.96, epochs=5), 1.5)
+    _ending_at(fake_run(runs.parent / "table2-e40", "ilcs", 0, 0.97, epochs=15), 0.5 / 3)
     text = write_report(runs, tmp_path / "out" / "table2.md", params_fn=lambda model: 1.0)
-    assert "| ilcs | 0 | 10 → 15 | 0.500 → 0.167 | -67% |" in text
-    assert "figures/table2-longer-schedule.png" in text
-    figure = tmp_path / "out" / "figures" / "table2-longer-schedule.png"
-    assert figure.exists() and figure.stat().st_size > 5_000
-    assert "deviate" not in text  # a longer run is a check of the schedule, not a row of the table
+    shorter, longer = text.split("**The table's 10 epochs against 40**")
+    assert "| ilcs | 0 | 5 → 10 | 1.500 → 0.500 | -67% |" in shorter
+    assert "| ilcs | 0 | 10 → 15 | 0.500 → 0.167 | -67% |" in longer
+    for name in ("shorter", "longer"):
+        assert f"figures/table2-{name}-schedule.png" in text
+        figure = tmp_path / "out" / "figures" / f"table2-{name}-schedule.png"
+        assert figure.exists() and figure.stat().st_size > 5_000
+    assert "deviate" not in text  # runs of other schedules are checks of the schedule, not rows of the table
+    assert "| ilcs | 0 | 5 | 5 | 90.00 | 96.00 |" in text  # and listed among every run
+
+
+def test_the_recipes_schedule_gets_its_own_side_by_side_table_and_miam_deltas(runs, tmp_path):
+    shorter = runs.parent / "table2-e20"
+    fake_run(shorter, "effnet", 0, 0.92, epochs=5)
+    fake_run(shorter, "effnet+miam", 0, 0.95, epochs=5)
+    text = write_report(runs, tmp_path / "out" / "table2.md", params_fn=lambda model: 1.0)
+    section = text.split("## The same at the recipe's 20 epochs")[1].split("## Convergence")[0]
+    assert "| effnet | 94.81 | 92.00 (n=1) |" in section and "| effnet | +1.02 | +3.00 (n=1) | 0 |" in section
+    assert "| effnet | +1.02 | -1.00 (n=1) | 0 |" in text.split("## The same at")[0]  # the table's own delta
 
 
 def test_whether_a_run_has_miam_is_read_off_the_model_the_registry_builds():
@@ -311,7 +349,8 @@ def test_whether_a_run_has_miam_is_read_off_the_model_the_registry_builds():
 def test_a_run_in_a_side_folder_rewrites_the_report_of_the_table_beside_it(tmp_path):
     from benchmarks.table2 import table_runs_dir
 
-    assert table_runs_dir(tmp_path / "table2-longer") == tmp_path / "table2"
+    assert table_runs_dir(tmp_path / "table2-e20") == tmp_path / "table2"
+    assert table_runs_dir(tmp_path / "table2-e40") == tmp_path / "table2"
     assert table_runs_dir(tmp_path / "table2-box-on-energy") == tmp_path / "table2"
     assert table_runs_dir(tmp_path / "table2") == tmp_path / "table2"
     assert table_runs_dir(tmp_path / "my-runs") == tmp_path / "my-runs"
