@@ -84,13 +84,14 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
     """One row per finished longer run, paired with the same model and seed at the shorter schedule (``runs``)."""
     cv, models = pooled_seed_cv(runs)
     noise = 2 * cv if cv is not None else None
-    rows = []
+    rows, changes = [], []
     for short, run in pair_runs(runs, longer):
         a, b = (end_loss(short) if short else None), end_loss(run)
         if short is None or a is None or b is None:
             rows.append((run.model, run.seed, f"– / {run.epochs}", *["–"] * 6, "no paired run"))
             continue
         change = (b - a) / a
+        changes.append(change)
         seeds = [x for r in runs if r.finished and r.model == run.model and (x := end_loss(r)) is not None]
         spread = f"{min(seeds):.3f}–{max(seeds):.3f} (n={len(seeds)})" if len(seeds) > 1 else "n=1"
         rows.append((
@@ -103,11 +104,18 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
     pooled = f"pooled over {models} models with several seeds" if models else "no model has several seeds"
     lower = sum(1 for r in rows if r[4].startswith("-"))
     judged = sum(1 for r in rows if r[4] != "–")
+    ratios = [1 + c for c in changes]
+    size = (
+        f" The longer run's end loss is {math.exp(statistics.fmean(map(math.log, ratios))):.2f} times its pair's "
+        f"(geometric mean over the pairs; {min(ratios):.2f}–{max(ratios):.2f})."
+        if ratios and min(ratios) > 0
+        else ""
+    )
     return (
         table(HEADER, rows)
         + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss at the shorter schedule ({pooled}). "
         + f"{lower} of {judged} longer runs end below their pair (if more epochs changed nothing, each would be a "
-        + f"coin flip: one-sided sign test p = {sign_test(lower, judged):.3f})."
+        + f"coin flip: one-sided sign test p = {sign_test(lower, judged):.3f}).{size}"
     )
 
 

@@ -90,3 +90,9 @@ def test_a_model_with_one_seed_at_the_shorter_schedule_gets_no_claim_either_way(
     line = row(longer_table(table_runs, [R("b", 0, flat(0.17, 30), epochs=30)]), "b")  # -15%, noise ±28%
     assert "| n=1 |" in line and "within the noise (one seed at the shorter schedule" in line
     assert "no sign" not in line and "likely gain" not in line
+
+
+def test_the_size_of_the_change_is_the_geometric_mean_ratio_of_the_pairs_end_losses(table_runs):
+    longer = [R("a", 0, flat(0.045, 30), epochs=30), R("b", 0, flat(0.80, 30), epochs=30)]  # ratios 0.5 and 4
+    text = longer_table(table_runs, longer)
+    assert "end loss is 1.41 times its pair's (geometric mean over the pairs; 0.50–4.00)" in text  # sqrt(0.5 * 4)
