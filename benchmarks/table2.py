@@ -160,7 +160,11 @@ def run_all(args: argparse.Namespace) -> None:
         rc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}).returncode
         print(f"table2: {time.strftime('%H:%M:%S')} end {out.name} rc={rc}", flush=True)
         if rc == 0:
-            write_report(table_runs_dir(Path(args.runs_dir)), Path(args.out))
+            try:
+                write_report(table_runs_dir(Path(args.runs_dir)), Path(args.out))
+            except Exception as exc:  # the run's logs are kept and the plan goes on: the report can be rewritten
+                print(f"table2: report not written ({exc!r}); `python -m benchmarks.table2 report` rewrites it",
+                      file=sys.stderr, flush=True)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- reading

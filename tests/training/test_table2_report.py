@@ -354,3 +354,24 @@ def test_a_run_in_a_side_folder_rewrites_the_report_of_the_table_beside_it(tmp_p
     assert table_runs_dir(tmp_path / "table2-box-on-energy") == tmp_path / "table2"
     assert table_runs_dir(tmp_path / "table2") == tmp_path / "table2"
     assert table_runs_dir(tmp_path / "my-runs") == tmp_path / "my-runs"
+
+
+def test_a_report_that_fails_does_not_stop_the_plan(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from benchmarks import table2
+
+    trained = []
+
+    def train(cmd, **kwargs):  # a training run that succeeds at once
+        trained.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    def broken_report(*args):  # e.g. the template edited under a running plan
+        raise KeyError("shorter_epochs")
+
+    monkeypatch.setattr(table2.subprocess, "run", train)
+    monkeypatch.setattr(table2, "write_report", broken_report)
+    table2.main(["run", "--models", "effnet", "effnet+miam", "--seeds", "0", "--runs-dir", str(tmp_path)])
+    assert len(trained) == 2  # both runs trained although the first one's report failed
+    assert "report not written (KeyError('shorter_epochs'))" in capsys.readouterr().err
