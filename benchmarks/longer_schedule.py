@@ -102,8 +102,7 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
     if not rows:
         return "No run at the longer schedule is kept yet."
     pooled = f"pooled over {models} models with several seeds" if models else "no model has several seeds"
-    lower = sum(1 for r in rows if r[4].startswith("-"))
-    judged = sum(1 for r in rows if r[4] != "–")
+    lower, judged = sum(1 for c in changes if c < 0), len(changes)
     ratios = [1 + c for c in changes]
     size = (
         f" The longer run's end loss is {math.exp(statistics.fmean(map(math.log, ratios))):.2f} times its pair's "

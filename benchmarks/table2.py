@@ -540,9 +540,18 @@ SHORTER_FIGURE = "figures/table2-shorter-schedule.png"  # the recipe's schedule 
 LONGER_FIGURE = "figures/table2-longer-schedule.png"  # the table's schedule and a longer one, same seed
 
 
+def schedule_curves(short: Sequence[Run], long: Sequence[Run]) -> dict[str, list[tuple[int, list[float], list[float]]]]:
+    """Each model's paired validation-loss curves at two schedules, ``(seed, shorter, longer)``: the figure's data."""
+    curves: dict[str, list[tuple[int, list[float], list[float]]]] = {}
+    for a, b in pair_runs(short, long):
+        if a is not None and a.val_losses and b.val_losses:
+            curves.setdefault(b.model, []).append((b.seed, a.val_losses, b.val_losses))
+    return curves
+
+
 def schedule_check(short: Sequence[Run], long: Sequence[Run], figure: str) -> str:
-    """The paired check of two schedules, with its figure of each pair's curves when a pair is finished."""
-    drawn = any(a is not None for a, _ in pair_runs(short, long))
+    """The paired check of two schedules, with its figure of each pair's curves when there is one to draw."""
+    drawn = bool(schedule_curves(short, long))
     return longer_table(short, long) + (f"\n\n![the same seed at both schedules]({figure})" if drawn else "")
 
 
@@ -633,11 +642,7 @@ def write_report(
 
         plot_seed_bands(curves, Path(out).parent / "figures" / "table2-val-loss.png")
     for short, long, figure in ((shorter_runs, runs, SHORTER_FIGURE), (runs, longer_runs, LONGER_FIGURE)):
-        pairs: dict[str, list[tuple[int, list[float], list[float]]]] = {}
-        for a, b in pair_runs(short, long):
-            if a is not None and a.val_losses and b.val_losses:
-                pairs.setdefault(b.model, []).append((b.seed, a.val_losses, b.val_losses))
-        if pairs:
+        if pairs := schedule_curves(short, long):
             from training.figures import plot_schedule_pairs
 
             plot_schedule_pairs(pairs, Path(out).parent / figure)
