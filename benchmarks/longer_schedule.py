@@ -117,8 +117,13 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
         table(HEADER, rows)
         + f"\n\nNoise: twice the seeds' coefficient of variation of the end loss at the shorter schedule ({pooled}). "
         + f"{lower} of {judged} longer runs end below their pair (if more epochs changed nothing, each would be a "
-        + f"coin flip: one-sided sign test p = {sign_test(lower, judged):.3f}).{size}"
+        + f"coin flip: one-sided sign test p {_p_value(sign_test(lower, judged))}).{size}"
     )
+
+
+def _p_value(p: float) -> str:
+    """A p-value as printed: three decimals, or a bound where three decimals would read as zero."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
 def sign_test(k: int, n: int) -> float:

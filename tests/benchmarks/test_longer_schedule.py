@@ -86,6 +86,12 @@ def test_the_longer_runs_are_summed_up_by_a_sign_test_over_models(table_runs):
     assert "p = 0.750" in longer_table(table_runs, longer)
 
 
+def test_a_p_value_too_small_for_three_decimals_is_printed_as_a_bound():
+    from benchmarks.longer_schedule import _p_value
+
+    assert _p_value(sign_test(19, 20)) == "< 0.001" and _p_value(sign_test(3, 3)) == "= 0.125"
+
+
 def test_a_model_with_one_seed_at_the_shorter_schedule_gets_no_claim_either_way(table_runs):
     line = row(longer_table(table_runs, [R("b", 0, flat(0.17, 30), epochs=30)]), "b")  # -15%, noise ±28%
     assert "| n=1 |" in line and "within the noise (one seed at the shorter schedule" in line
