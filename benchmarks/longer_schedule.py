@@ -100,10 +100,7 @@ def longer_table(runs: Sequence[RunLike], longer: Sequence[RunLike]) -> str:
             _pair(short.test_top1, run.test_top1), verdict(change, noise, seeds, b),
         ))  # fmt: skip
     if not rows:
-        return (
-            "Not run yet: no pair at the longer schedule is kept, so the flatness table below is the only sign that"
-            " the shorter schedule is enough, and a weak one (see its note)."
-        )
+        return "No run at the longer schedule is kept yet."
     pooled = f"pooled over {models} models with several seeds" if models else "no model has several seeds"
     lower, judged = sum(1 for c in changes if c < 0), len(changes)
     ratios = [1 + c for c in changes]

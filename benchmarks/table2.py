@@ -549,8 +549,16 @@ def schedule_curves(short: Sequence[Run], long: Sequence[Run]) -> dict[str, list
     return curves
 
 
+NOT_CHECKED = (
+    "Not run yet: no pair at the longer schedule is kept, so the flatness table below is the only sign that"
+    " the shorter schedule is enough, and a weak one (see its note)."
+)  # where the report's check has no finished longer run
+
+
 def schedule_check(short: Sequence[Run], long: Sequence[Run], figure: str) -> str:
     """The paired check of two schedules, with its figure of each pair's curves when there is one to draw."""
+    if not pair_runs(short, long):
+        return NOT_CHECKED
     drawn = bool(schedule_curves(short, long))
     return longer_table(short, long) + (f"\n\n![the same seed at both schedules]({figure})" if drawn else "")
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from benchmarks.longer_schedule import end_loss, longer_table, pooled_seed_cv, sign_test
+from benchmarks.longer_schedule import _p_value, end_loss, longer_table, pooled_seed_cv, sign_test
 
 
 @dataclass
@@ -65,7 +65,7 @@ def test_a_longer_run_without_its_pair_or_unfinished_is_not_judged(table_runs):
     text = longer_table(table_runs, [R("c", 0, flat(0.1, 30), epochs=30), R("a", 0, flat(0.01, 30), finished=False)])
     assert "no paired run" in row(text, "c")
     assert "| a |" not in text
-    assert longer_table(table_runs, []).startswith("Not run yet: no pair at the longer schedule is kept")
+    assert longer_table(table_runs, []) == "No run at the longer schedule is kept yet."
 
 
 def test_without_several_seeds_there_is_no_noise_to_judge_against():
@@ -87,8 +87,6 @@ def test_the_longer_runs_are_summed_up_by_a_sign_test_over_models(table_runs):
 
 
 def test_a_p_value_too_small_for_three_decimals_is_printed_as_a_bound():
-    from benchmarks.longer_schedule import _p_value
-
     assert _p_value(sign_test(19, 20)) == "< 0.001" and _p_value(sign_test(3, 3)) == "= 0.125"
 
 

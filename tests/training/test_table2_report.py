@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from benchmarks.table2 import PAPER_TABLE2, load_runs, render_report, run_plan, write_report
+from benchmarks.table2 import NOT_CHECKED, PAPER_TABLE2, load_runs, render_report, run_plan, write_report
 
 RECIPE = {
     "epochs": 10,
@@ -327,6 +327,12 @@ def test_the_recipes_schedule_and_a_longer_one_are_paired_with_the_tables_runs_b
         assert figure.exists() and figure.stat().st_size > 5_000
     assert "deviate" not in text  # runs of other schedules are checks of the schedule, not rows of the table
     assert "| ilcs | 0 | 5 | 5 | 90.00 | 96.00 |" in text  # and listed among every run
+
+
+def test_a_schedule_check_without_a_finished_longer_run_says_what_evidence_is_left(runs, tmp_path):
+    text = write_report(runs, tmp_path / "out" / "table2.md", params_fn=lambda model: 1.0)
+    longer = text.split("**The table's 10 epochs against 40**")[1].split("**The validation loss per epoch")[0]
+    assert longer.split("\n", 1)[1].strip() == NOT_CHECKED and "table2-longer-schedule.png" not in text
 
 
 def test_the_recipes_schedule_gets_its_own_side_by_side_table_and_miam_deltas(runs, tmp_path):
